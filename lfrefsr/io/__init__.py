@@ -1,0 +1,1 @@
+"""Input and output: image files, flow/disparity files, light-field layouts, video decoding, and the stores."""

@@ -1,0 +1,266 @@
+"""Ingest: light-field folders, light-field videos (folders of captures), videos and frame folders -> a store.
+
+Everything is validated from file headers before the store is created, and the store is written to a temporary
+sibling that is renamed into place at the end: a failure leaves nothing at the output path.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from lfrefsr import protocol
+from lfrefsr.axes import Kind
+from lfrefsr.errors import InputError, StoreError
+from lfrefsr.io import layouts
+from lfrefsr.io.atomic import atomic_path
+
+from lfrefsr.io.images import image_size, read_image
+from lfrefsr.io.store import Store, remove_lock
+
+
+@dataclass(frozen=True)
+class ViewSource:
+    """Where one view's pixels come from: an HR file (LR made by the protocol) and/or a real LR file."""
+
+    index: tuple[int, ...]
+    hr: Path | None
+    lr: Path | None = None
+
+
+def check_output(store_path: Path, overwrite: bool) -> None:
+    """Refuse an existing output without ``overwrite`` and an unwritable location, before any work."""
+    if store_path.exists() and not overwrite:
+        raise StoreError("output exists (use --overwrite to replace it)", store_path)
+    parent = store_path.absolute().parent
+    probe = parent
+    while not probe.exists():
+        probe = probe.parent
+    if not os.access(probe, os.W_OK):
+        raise StoreError("output location is not writable", parent)
+
+
+def _common_size(paths: list[Path]) -> tuple[int, int]:
+    sizes: dict[tuple[int, int], Path] = {}
+    for path in paths:
+        sizes.setdefault(image_size(path), path)
+        if len(sizes) > 1:
+            (first, first_path), (other, other_path) = sizes.items()
+            raise InputError(
+                f"views of different sizes: {first[0]}x{first[1]} ({first_path.name}) and {other[0]}x{other[1]}",
+                other_path,
+            )
+    return next(iter(sizes))
+
+
+def _write_store(
+    store_path: Path,
+    sources: list[ViewSource],
+    *,
+    kind: Kind,
+    view_shape: tuple[int, ...],
+    scale: int,
+    ref: tuple[int, int] | None,
+    source: str,
+    overwrite: bool,
+    extra: dict | None = None,
+    progress: bool = True,
+) -> Store:
+    """Validate sizes from headers, then write every view into a temporary store and rename it into place."""
+    hr_paths = [s.hr for s in sources if s.hr is not None]
+    lr_paths = [s.lr for s in sources if s.lr is not None]
+    if not hr_paths:
+        raise InputError("no HR image found", source)
+    height, width = _common_size(hr_paths)
+    protocol.check_scale(scale, (height, width), hr_paths[0])
+    shape_hr = (height - height % scale, width - width % scale)
+    if lr_paths:
+        lr_size = _common_size(lr_paths)
+        if (lr_size[0] * scale > height) or (lr_size[1] * scale > width):
+            raise InputError(
+                f"LR views {lr_size[0]}x{lr_size[1]} x{scale} exceed the HR reference {height}x{width}", lr_paths[0]
+            )
+        shape_hr = (lr_size[0] * scale, lr_size[1] * scale)
+    first = read_image(hr_paths[0])
+    hr_known = np.zeros(view_shape, dtype=bool)
+    for s in sources:
+        hr_known[s.index] = s.hr is not None
+    with atomic_path(store_path) as tmp:
+        store = Store.create(
+            tmp, kind=kind, view_shape=view_shape, shape_hr=shape_hr, scale=scale, dtype=first.dtype, ref=ref,
+            hr_known=hr_known, source=source, extra=extra,
+        )
+        for item in tqdm(sources, desc="ingest", unit="view", disable=not progress):
+            if item.hr is not None:
+                hr = read_image(item.hr)
+                if hr.dtype != first.dtype:
+                    raise InputError(f"bit depth {hr.dtype} differs from the first view's {first.dtype}", item.hr)
+                hr = np.ascontiguousarray(hr[:, : shape_hr[0], : shape_hr[1]])
+                store.write("hr", item.index, hr)
+            if item.lr is not None:
+                lr = read_image(item.lr).astype(first.dtype)
+                store.write("lr", item.index, np.ascontiguousarray(lr[:, : shape_hr[0] // scale, : shape_hr[1] // scale]))
+            else:
+                store.write("lr", item.index, protocol.make_lr(hr, scale))
+    remove_lock(tmp)
+    return Store.open(store_path)
+
+
+def _captures(src: Path, pattern, index_base) -> list[Path]:
+    """[src] for one capture, else its subfolders that hold captures (a light-field video), sorted by name."""
+    if layouts.is_capture_folder(src, pattern=pattern, index_base=index_base):
+        return [src]
+    subfolders = sorted((p for p in src.iterdir() if p.is_dir()), key=lambda p: p.name) if src.is_dir() else []
+    captures = [p for p in subfolders if layouts.is_capture_folder(p, pattern=pattern, index_base=index_base)]
+    if not captures:
+        layouts.detect(src, pattern=pattern, index_base=index_base)  # raises the precise error
+    return captures
+
+
+def ingest_lf(
+    src: str | Path,
+    store_path: str | Path,
+    *,
+    grid: tuple[int, int] | None = None,
+    origin: tuple[int, int] = (0, 0),
+    scale: int = 8,
+    ref: tuple[int, int] = (0, 0),
+    lr_dir: str | Path | None = None,
+    pattern: str | None = None,
+    index_base: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Store:
+    """A light-field folder (or a folder of capture subfolders) -> a light-field (or light-field video) store."""
+    src, store_path = Path(src), Path(store_path)
+    check_output(store_path, overwrite)
+    if not src.exists():
+        raise InputError("input not found", src)
+    captures = _captures(src, pattern, index_base)
+    grids = [layouts.detect(c, pattern=pattern, index_base=index_base).cut(grid, origin) for c in captures]
+    rows, cols = grids[0].rows, grids[0].cols
+    if not (0 <= ref[0] < rows and 0 <= ref[1] < cols):
+        raise InputError(f"reference view {ref[0]},{ref[1]} is outside the {rows}x{cols} grid", src)
+    lr_grids = None
+    if lr_dir is not None:
+        lr_dir = Path(lr_dir)
+        lr_folders = [lr_dir / c.relative_to(src) for c in captures] if captures != [src] else [lr_dir]
+        lr_grids = [layouts.detect(f, pattern=pattern, index_base=index_base).cut(grid, origin) for f in lr_folders]
+    is_video = captures != [src]
+    sources = []
+    for t, files in enumerate(grids):
+        for (u, v), path in files.files.items():
+            index = (t, u, v) if is_video else (u, v)
+            if lr_grids is None:
+                sources.append(ViewSource(index, path))
+            else:
+                sources.append(ViewSource(index, path if (u, v) == tuple(ref) else None, lr_grids[t].files[(u, v)]))
+    view_shape = (len(grids), rows, cols) if is_video else (rows, cols)
+    return _write_store(
+        store_path, sources, kind=Kind.LFVIDEO if is_video else Kind.LF, view_shape=view_shape, scale=scale,
+        ref=tuple(ref), source=str(src.absolute()), overwrite=overwrite, progress=progress,
+        extra={"layout": grids[0].layout, "origin": list(origin), "hybrid": lr_dir is not None,
+               "captures": [c.name for c in captures] if is_video else None},
+    )
+
+
+def ingest_video(
+    src: str | Path,
+    store_path: str | Path,
+    *,
+    scale: int = 8,
+    keyframe_every: int | None = None,
+    max_frames: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Store:
+    """A video file or a folder of frames -> a video store; HR kept on every frame or only on keyframes."""
+    from lfrefsr.io import video
+
+    src, store_path = Path(src), Path(store_path)
+    check_output(store_path, overwrite)
+    if not src.exists():
+        raise InputError("input not found", src)
+    if keyframe_every is not None and keyframe_every < 1:
+        raise InputError(f"--keyframe-every must be >= 1, got {keyframe_every}")
+    if max_frames is not None and max_frames < 2:
+        raise InputError(f"--max-frames must be >= 2, got {max_frames}")
+    count, (height, width) = video.probe(src, max_frames)
+    protocol.check_scale(scale, (height, width), src)
+    shape_hr = (height - height % scale, width - width % scale)
+    frames = video.iter_frames(src, max_frames)
+    with atomic_path(store_path) as tmp:
+        written = 0
+        store = None
+        for t, hr in enumerate(tqdm(frames, desc="ingest", unit="frame", total=count, disable=not progress)):
+            if store is None:
+                dtype = hr.dtype
+                capacity = max(count or 0, 2)
+                store = _VideoWriter(tmp, capacity, shape_hr, scale, dtype, src, keyframe_every)
+            if hr.shape[1:] != (height, width):
+                raise InputError(f"frame {t} is {hr.shape[1]}x{hr.shape[2]}, the first is {height}x{width}", src)
+            store.add(t, np.ascontiguousarray(hr[:, : shape_hr[0], : shape_hr[1]]))
+            written = t + 1
+        if written < 2:
+            raise InputError(f"a video needs at least 2 frames (a reference and a target), found {written}", src)
+        store.finish(written)
+    remove_lock(tmp)
+    return Store.open(store_path)
+
+
+class _VideoWriter:
+    """Writes frames as they are decoded; the frame count is fixed (and the arrays resized) at the end."""
+
+    def __init__(self, path, capacity, shape_hr, scale, dtype, src, keyframe_every):
+        self.keyframe_every = keyframe_every
+        self.capacity = capacity
+        self.path = path
+        self.scale = scale
+        self.store = Store.create(
+            path, kind=Kind.VIDEO, view_shape=(capacity,), shape_hr=shape_hr, scale=scale, dtype=dtype, ref=None,
+            hr_known=np.ones(capacity, bool), source=str(Path(src).absolute()),
+            extra={"keyframe_every": keyframe_every},
+        )
+        self._backend = self.store.backend
+
+    def is_key(self, t: int) -> bool:
+        return self.keyframe_every is None or t % self.keyframe_every == 0
+
+    def add(self, t: int, hr: np.ndarray) -> None:
+        if t >= self.capacity:
+            self.capacity = max(2 * self.capacity, t + 1)
+            self._resize(self.capacity)
+        if self.is_key(t):
+            self._backend.write("hr", (t,), hr)
+        self._backend.write("lr", (t,), protocol.make_lr(hr, self.scale))
+
+    def _resize(self, frames: int) -> None:
+        _resize_leading(self.path, ("hr", "lr"), frames)
+
+    def finish(self, frames: int) -> None:
+        if frames != self.capacity:
+            self._resize(frames)
+        hr_known = [self.is_key(t) for t in range(frames)]
+        self._backend.update_attrs({"view_shape": [frames], "hr_known": hr_known})
+
+
+def _resize_leading(path: Path, names, frames: int) -> None:
+    """Change the frame count of arrays ``names`` (zarr resize; HDF5 copies into a new dataset)."""
+    from lfrefsr.io.store import backend_for
+
+    if backend_for(path) == "zarr":
+        import zarr
+
+        group = zarr.open_group(str(path), mode="r+")
+        for name in names:
+            group[name].resize((frames, *group[name].shape[1:]))
+        return
+    import h5py
+
+    with h5py.File(path, "r+", locking=False) as handle:
+        for name in names:
+            handle[name].resize(frames, axis=0)

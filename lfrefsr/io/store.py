@@ -1,0 +1,412 @@
+"""Stores: one layout in zarr v3 (default, a directory) or HDF5 (a ``.h5``/``.hdf5`` file).
+
+Layout version 1 (group attributes)::
+
+    lfrefsr_layout  1                      refused when unknown
+    lfrefsr_version package version that wrote it
+    kind            "lf" | "video" | "lfvideo"
+    axes            e.g. ["u", "v", "c", "y", "x"]
+    view_shape      leading (view) dims, e.g. [8, 8] or [T] or [T, 8, 8]
+    grid            [U, V] for light fields, null for video
+    scale, ref      scale factor; reference view [u, v] (light field) or null (video)
+    shape_hr        [H, W]; shape_lr [h, w] = shape_hr / scale
+    hr_known        nested booleans over the view dims: where HR exists (all, the reference only, keyframes)
+    source          where the data came from
+
+Arrays (each with the axes above, one chunk per view or frame, dtype of the source)::
+
+    hr              HR views/frames where known (zeros elsewhere: missing chunks are never written)
+    lr              LR views/frames
+    sr/<method>     results
+    done/<method>   uint8 over the view dims, one chunk per view: 1 once that view's result is on disk
+
+A result is written before its done-marker, so a killed run never leaves a view marked done without its data.
+Readers and writers open the store per call, so the objects here are small and picklable (a dask graph carries
+them, and tasks open files themselves).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lfrefsr import __version__
+from lfrefsr.axes import Kind
+from lfrefsr.errors import StoreError
+
+LAYOUT_VERSION = 1
+HDF5_SUFFIXES = (".h5", ".hdf5")
+
+
+def backend_for(path: str | Path) -> str:
+    return "hdf5" if Path(path).suffix.lower() in HDF5_SUFFIXES else "zarr"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backends: the minimum each file format must offer. Every call opens and closes the file.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class _ZarrBackend:
+    def __init__(self, path: Path):
+        self.path = path
+
+    def _group(self, mode: str):
+        import zarr
+
+        try:
+            return zarr.open_group(str(self.path), mode=mode)
+        except FileNotFoundError:
+            raise StoreError("store not found", self.path) from None
+        except Exception as exc:
+            raise StoreError(f"corrupted or unreadable zarr store ({type(exc).__name__}: {exc})", self.path) from None
+
+    def create(self, attrs: dict) -> None:
+        group = self._group("w")
+        group.attrs.update(attrs)
+
+    def read_attrs(self) -> dict:
+        if not self.path.exists():
+            raise StoreError("store not found", self.path)
+        return dict(self._group("r").attrs)
+
+    def update_attrs(self, attrs: dict) -> None:
+        self._group("r+").attrs.update(attrs)
+
+    def create_array(self, name: str, shape, chunks, dtype, exist_ok: bool = False) -> None:
+        group = self._group("r+")
+        parent, _, leaf = name.rpartition("/")
+        target = group.require_group(parent) if parent else group
+        if exist_ok and leaf in target:
+            return
+        target.create_array(leaf, shape=tuple(shape), chunks=tuple(chunks), dtype=dtype, fill_value=0)
+
+    def has(self, name: str) -> bool:
+        return name in self._group("r")
+
+    def array_names(self, prefix: str) -> list[str]:
+        group = self._group("r")
+        if prefix not in group:
+            return []
+        return sorted(group[prefix].array_keys())
+
+    def read(self, name: str, index) -> np.ndarray:
+        group = self._group("r")
+        try:
+            return np.asarray(group[name][index])
+        except KeyError:
+            raise StoreError(f"array {name!r} missing", self.path) from None
+        except Exception as exc:
+            raise StoreError(f"corrupted chunk in {name!r} at {index} ({type(exc).__name__}: {exc})", self.path) from None
+
+    def write(self, name: str, index, data) -> None:
+        self._group("r+")[name][index] = data
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return tuple(self._group("r")[name].shape)
+
+    def chunks(self, name: str) -> tuple[int, ...]:
+        return tuple(self._group("r")[name].chunks)
+
+    def delete(self, name: str) -> None:
+        group = self._group("r+")
+        if name in group:
+            del group[name]
+
+
+class _HDF5Backend:
+    """HDF5 allows no concurrent writers, so every access holds an advisory lock on a hidden sidecar file."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    @contextlib.contextmanager
+    def _file(self, mode: str):
+        import h5py
+
+        if mode != "w" and not self.path.is_file():
+            raise StoreError("store not found", self.path)
+        lock_path = _lock_path(self.path)
+        with open(lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_SH if mode == "r" else fcntl.LOCK_EX)
+            try:
+                handle = h5py.File(self.path, mode, locking=False)
+            except OSError as exc:
+                raise StoreError(f"corrupted or unreadable HDF5 file ({exc})", self.path) from None
+            try:
+                yield handle
+            finally:
+                handle.close()
+
+    def create(self, attrs: dict) -> None:
+        with self._file("w") as handle:
+            handle.attrs["lfrefsr"] = json.dumps(attrs)
+
+    def read_attrs(self) -> dict:
+        with self._file("r") as handle:
+            if "lfrefsr" not in handle.attrs:
+                return {}
+            return json.loads(handle.attrs["lfrefsr"])
+
+    def update_attrs(self, attrs: dict) -> None:
+        with self._file("r+") as handle:
+            current = json.loads(handle.attrs.get("lfrefsr", "{}"))
+            current.update(attrs)
+            handle.attrs["lfrefsr"] = json.dumps(current)
+
+    def create_array(self, name: str, shape, chunks, dtype, exist_ok: bool = False) -> None:
+        with self._file("r+") as handle:
+            if exist_ok and name in handle:
+                return
+            handle.create_dataset(
+                name, shape=tuple(shape), chunks=tuple(chunks), dtype=dtype, fillvalue=0,
+                maxshape=(None, *tuple(shape)[1:]),  # the frame count of a video is fixed after decoding
+                compression="gzip", compression_opts=1,
+            )
+
+    def has(self, name: str) -> bool:
+        with self._file("r") as handle:
+            return name in handle
+
+    def array_names(self, prefix: str) -> list[str]:
+        with self._file("r") as handle:
+            return sorted(handle[prefix].keys()) if prefix in handle else []
+
+    def read(self, name: str, index) -> np.ndarray:
+        with self._file("r") as handle:
+            if name not in handle:
+                raise StoreError(f"array {name!r} missing", self.path)
+            try:
+                return np.asarray(handle[name][index])
+            except Exception as exc:
+                raise StoreError(f"corrupted chunk in {name!r} at {index} ({exc})", self.path) from None
+
+    def write(self, name: str, index, data) -> None:
+        with self._file("r+") as handle:
+            handle[name][index] = data
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        with self._file("r") as handle:
+            return tuple(handle[name].shape)
+
+    def chunks(self, name: str) -> tuple[int, ...]:
+        with self._file("r") as handle:
+            return tuple(handle[name].chunks)
+
+    def delete(self, name: str) -> None:
+        with self._file("r+") as handle:
+            if name in handle:
+                del handle[name]
+
+
+def _lock_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.lock")
+
+
+def remove_lock(path: Path) -> None:
+    """Remove the HDF5 sidecar lock of a store that is no longer used (a renamed temporary one)."""
+    if backend_for(path) == "hdf5":
+        _lock_path(path).unlink(missing_ok=True)
+
+
+def _backend(path: Path):
+    return _HDF5Backend(path) if backend_for(path) == "hdf5" else _ZarrBackend(path)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The store
+# ----------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Store:
+    """Metadata of an opened store (read up front) and per-view access to its arrays. Picklable: paths only."""
+
+    path: Path
+    kind: Kind
+    view_shape: tuple[int, ...]
+    channels: int
+    shape_hr: tuple[int, int]
+    scale: int
+    dtype: np.dtype
+    ref: tuple[int, int] | None
+    hr_known: np.ndarray = field(repr=False)
+    attrs: dict = field(repr=False)
+
+    # -- construction ---------------------------------------------------------------------------------------------
+    @classmethod
+    def create(
+        cls,
+        path: str | Path,
+        *,
+        kind: Kind,
+        view_shape: tuple[int, ...],
+        shape_hr: tuple[int, int],
+        scale: int,
+        dtype,
+        ref: tuple[int, int] | None,
+        hr_known: np.ndarray,
+        source: str,
+        channels: int = 3,
+        extra: dict | None = None,
+    ) -> "Store":
+        """Create an empty store at ``path`` (which must not exist; ingest writes to a temporary path)."""
+        path = Path(path)
+        kind = Kind(kind)
+        height, width = shape_hr
+        if height % scale or width % scale:
+            raise ValueError("shape_hr must be a multiple of scale")
+        hr_known = np.asarray(hr_known, dtype=bool).reshape(view_shape)
+        attrs = {
+            "lfrefsr_layout": LAYOUT_VERSION,
+            "lfrefsr_version": __version__,
+            "kind": kind.value,
+            "axes": list(kind.axes),
+            "view_shape": list(view_shape),
+            "grid": list(view_shape[-2:]) if kind != Kind.VIDEO else None,
+            "channels": channels,
+            "scale": int(scale),
+            "ref": list(ref) if ref is not None else None,
+            "shape_hr": [int(height), int(width)],
+            "shape_lr": [int(height // scale), int(width // scale)],
+            "dtype": np.dtype(dtype).name,
+            "hr_known": hr_known.tolist(),
+            "source": str(source),
+            **(extra or {}),
+        }
+        backend = _backend(path)
+        backend.create(attrs)
+        ones = (1,) * len(view_shape)
+        backend.create_array("hr", (*view_shape, channels, height, width), (*ones, channels, height, width), dtype)
+        backend.create_array(
+            "lr", (*view_shape, channels, height // scale, width // scale),
+            (*ones, channels, height // scale, width // scale), dtype,
+        )
+        return cls.open(path)
+
+    @classmethod
+    def open(cls, path: str | Path) -> "Store":
+        path = Path(path)
+        if not path.exists():
+            raise StoreError("store not found", path)
+        attrs = _backend(path).read_attrs()
+        layout = attrs.get("lfrefsr_layout")
+        if layout is None:
+            raise StoreError("not an lfrefsr store (no lfrefsr_layout attribute)", path)
+        if layout != LAYOUT_VERSION:
+            raise StoreError(
+                f"unknown store layout version {layout!r} (this lfrefsr {__version__} reads version {LAYOUT_VERSION})",
+                path,
+            )
+        try:
+            view_shape = tuple(int(n) for n in attrs["view_shape"])
+            return cls(
+                path=path,
+                kind=Kind(attrs["kind"]),
+                view_shape=view_shape,
+                channels=int(attrs["channels"]),
+                shape_hr=tuple(attrs["shape_hr"]),
+                scale=int(attrs["scale"]),
+                dtype=np.dtype(attrs["dtype"]),
+                ref=tuple(attrs["ref"]) if attrs.get("ref") is not None else None,
+                hr_known=np.asarray(attrs["hr_known"], dtype=bool).reshape(view_shape),
+                attrs=attrs,
+            )
+        except (KeyError, ValueError, TypeError) as exc:
+            raise StoreError(f"malformed store attributes ({type(exc).__name__}: {exc})", path) from None
+
+    # -- metadata -------------------------------------------------------------------------------------------------
+    @property
+    def backend(self):
+        return _backend(self.path)
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        return self.kind.axes
+
+    @property
+    def shape_lr(self) -> tuple[int, int]:
+        return self.shape_hr[0] // self.scale, self.shape_hr[1] // self.scale
+
+    def views(self) -> list[tuple[int, ...]]:
+        """Every view index (u, v), (t,) or (t, u, v), in C order."""
+        return [tuple(int(i) for i in index) for index in np.ndindex(*self.view_shape)]
+
+    def array_shape(self, name: str) -> tuple[int, ...]:
+        height, width = self.shape_lr if name == "lr" else self.shape_hr
+        return (*self.view_shape, self.channels, height, width)
+
+    # -- pixels ---------------------------------------------------------------------------------------------------
+    def read(self, name: str, index: tuple[int, ...]) -> np.ndarray:
+        """One view or frame (C, H, W) of array ``name`` ("hr", "lr" or "sr/<method>")."""
+        if name == "hr" and not self.hr_known[index]:
+            raise StoreError(f"no HR data for view {index}", self.path)
+        return self.backend.read(name, tuple(index))
+
+    def write(self, name: str, index: tuple[int, ...], data: np.ndarray) -> None:
+        if data.shape != self.array_shape(name)[len(self.view_shape):] or data.dtype != self.dtype:
+            raise ValueError(f"{name}{index}: got {data.shape} {data.dtype}, store holds {self.array_shape(name)}")
+        self.backend.write(name, tuple(index), data)
+
+    def lazy(self, name: str):
+        """A dask array over ``name`` whose chunks are the store's chunks; tasks open the file themselves."""
+        import dask.array as da
+
+        shape = self.array_shape(name)
+        chunks = (1,) * len(self.view_shape) + shape[len(self.view_shape):]
+        return da.from_array(_ChunkReader(self, name, shape), chunks=chunks, asarray=False, fancy=False,
+                             meta=np.empty((0,) * len(shape), self.dtype), name=f"lfrefsr-{name}-{self.path}")
+
+    # -- results and done-markers ---------------------------------------------------------------------------------
+    def ensure_result(self, method: str) -> None:
+        """Create ``sr/<method>`` and ``done/<method>`` if absent."""
+        shape = self.array_shape("sr")
+        ones = (1,) * len(self.view_shape)
+        self.backend.create_array(f"sr/{method}", shape, (*ones, *shape[len(self.view_shape):]), self.dtype, True)
+        self.backend.create_array(f"done/{method}", self.view_shape, ones, "uint8", True)
+
+    def write_result(self, method: str, index: tuple[int, ...], sr: np.ndarray) -> None:
+        """Data first, then the done-marker."""
+        self.write(f"sr/{method}", index, sr)
+        self.backend.write(f"done/{method}", tuple(index), 1)
+
+    def done(self, method: str) -> np.ndarray:
+        """Boolean over the view dims: which views of ``method`` are finished."""
+        if not self.backend.has(f"done/{method}"):
+            return np.zeros(self.view_shape, dtype=bool)
+        return self.backend.read(f"done/{method}", ...).astype(bool)
+
+    def clear_result(self, method: str) -> None:
+        self.backend.delete(f"done/{method}")
+        self.backend.delete(f"sr/{method}")
+
+    def methods(self) -> list[str]:
+        return self.backend.array_names("sr")
+
+    def read_result(self, method: str, index: tuple[int, ...]) -> np.ndarray:
+        return self.read(f"sr/{method}", index)
+
+
+@dataclass(frozen=True)
+class _ChunkReader:
+    """Array-like that dask slices one chunk at a time; opens the store on each read."""
+
+    store: Store
+    name: str
+    shape: tuple[int, ...]
+
+    @property
+    def dtype(self):
+        return self.store.dtype
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def __getitem__(self, key):
+        return self.store.backend.read(self.name, key)

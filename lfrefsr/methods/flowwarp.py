@@ -1,0 +1,108 @@
+"""``flowwarp``: the classical baseline a user would try first, made strong.
+
+1. Dense optical flow (OpenCV DIS) from the bicubic-upsampled target to the reference blurred by the same protocol,
+   so both images carry the same frequencies.
+2. The sharp HR reference is warped by that flow (``lfrefsr.warp.warp``).
+3. Iterative back-projection makes the warp agree with the LR target: ``sr += up(lr - down(sr))``.
+4. Where the warp cannot be trusted -- its downsampled version disagrees with the LR target, the forward and
+   backward flows are inconsistent (occlusion), or the flow leaves the reference -- the result falls back to bicubic.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lfrefsr import protocol
+from lfrefsr.methods.base import Method, ViewHint, register
+from lfrefsr.warp import out_of_bounds, warp
+
+_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+PRESETS = ("default", *_PRESETS)
+
+
+def _gray_u8(image: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float in [0, 1] -> (H, W) uint8 luma for OpenCV."""
+    rgb = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()  # (H, W, 3)
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
+def dis_flow(target: np.ndarray, source: np.ndarray, preset: str = "default") -> torch.Tensor:
+    """DIS flow (2, H, W) such that ``target(x) ~ source(x + flow(x))``.
+
+    ``default`` is OpenCV's FAST preset with 12-pixel patches: on blurred x8 inputs a coarser, smoother flow
+    beats the finer presets (hci-backgammon, 20 views: default 28.05 dB, fast 28.01, medium 27.64, finest 27.15).
+    """
+    if preset == "default":
+        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+        dis.setPatchSize(12)
+    else:
+        dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
+    flow = dis.calc(target, source, None)  # (H, W, 2)
+    return torch.from_numpy(flow).permute(2, 0, 1).contiguous()  # (2, H, W)
+
+
+def back_project(sr: torch.Tensor, lr: torch.Tensor, scale: int, iterations: int) -> torch.Tensor:
+    """Iterative back-projection: corrects ``sr`` (N, 3, H, W) until ``down(sr)`` matches ``lr`` (N, 3, h, w)."""
+    size = sr.shape[-2:]
+    for _ in range(iterations):
+        residual = lr - protocol.downsample(sr, scale)
+        sr = sr + F.interpolate(residual, size=size, mode="bicubic", align_corners=False)
+    return sr.clamp(0.0, 1.0)
+
+
+@register
+class FlowWarp(Method):
+    """Options: ``preset`` (DIS preset), ``iterations`` (back-projection), ``tolerance`` (LR disagreement at which
+    trust falls to 1/e), ``consistency`` (forward-backward threshold in pixels; None = no occlusion check, which
+    measured better on hci-backgammon: 27.64 against 27.07 dB with 5 px)."""
+
+    name = "flowwarp"
+
+    def __init__(
+        self,
+        scale: int = 8,
+        device="cpu",
+        *,
+        preset: str = "default",
+        iterations: int = 10,
+        tolerance: float = 0.03,
+        consistency: float | None = None,
+    ):
+        super().__init__(scale, device)
+        if preset not in PRESETS:
+            raise ValueError(f"preset must be one of {PRESETS}")
+        self.preset, self.iterations = preset, iterations
+        self.tolerance, self.consistency = tolerance, consistency
+
+    def prepare(self, ref: torch.Tensor) -> dict:
+        ref = ref.to(self.device)
+        return {"ref": ref, "ref_gray": _gray_u8(protocol.blur(ref, self.scale))}
+
+    def super_resolve(self, lr: torch.Tensor, context: dict, hint: ViewHint | None = None) -> torch.Tensor:
+        ref = context["ref"]
+        lr = lr.to(self.device)[None]  # (1, 3, h, w)
+        up = protocol.upsample(lr, self.scale)  # (1, 3, H, W)
+        up_gray = _gray_u8(up[0])
+        flow = dis_flow(up_gray, context["ref_gray"], self.preset)[None].to(self.device)  # (1, 2, H, W)
+        warped = warp(ref[None], flow)  # (1, 3, H, W)
+
+        # Trust: agreement of the raw warp with the LR target, measured at LR scale and brought back up.
+        disagreement = (protocol.downsample(warped, self.scale) - lr).abs().mean(dim=1, keepdim=True)  # (1, 1, h, w)
+        weight = torch.exp(-((disagreement / self.tolerance) ** 2))
+        weight = F.interpolate(weight, size=up.shape[-2:], mode="bilinear", align_corners=False)
+        weight = weight * (~out_of_bounds(flow, ref.shape[-2:])).float()[:, None]  # (1, 1, H, W)
+        if self.consistency is not None:  # occlusion: the backward flow must return to the start
+            flow_back = dis_flow(context["ref_gray"], up_gray, self.preset)[None].to(self.device)  # (1, 2, H, W)
+            round_trip = flow + warp(flow_back, flow)  # (1, 2, H, W), zero where consistent
+            consistent = (round_trip.norm(dim=1, keepdim=True) < self.consistency).float()
+            weight = weight * F.avg_pool2d(consistent, 5, stride=1, padding=2)  # soften the occlusion edge
+        # Blend first, then back-project, so the whole result agrees with the LR target (28.05 against 27.62 dB).
+        blended = weight * warped + (1 - weight) * up
+        return back_project(blended, lr, self.scale, self.iterations)[0]

@@ -1,0 +1,144 @@
+"""Synthetic layered scenes: determinism, shapes, and exactness of the ground-truth flow and occlusion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from lfrefsr.data import LayeredScene, load_photos, make_lfvideo, make_lightfield, make_video
+from lfrefsr.warp import warp
+
+SHARED_DATA = Path(__file__).parents[2] / "shared" / "data"
+MEAN_ERROR_BOUND = 0.03  # mean abs error of a correct flow on fractional geometry (bilinear resampling only)
+
+
+def _warp_error(ref: torch.Tensor, target: torch.Tensor, flow: torch.Tensor, occlusion: torch.Tensor):
+    """Per-pixel abs error (over non-occluded pixels) of the reference (3, H, W) warped by flow (2, H, W)."""
+    warped = warp(ref[None], torch.as_tensor(flow)[None])[0]  # (3, H, W)
+    return (warped - target).abs().amax(0)[~torch.as_tensor(occlusion)]  # (N_visible,)
+
+
+def test_deterministic_with_seed():
+    first, second = make_lightfield(3, (24, 32), seed=5), make_lightfield(3, (24, 32), seed=5)
+    for key in ("hr", "flow", "occlusion"):
+        np.testing.assert_array_equal(first[key], second[key])
+    assert not np.array_equal(first["hr"], make_lightfield(3, (24, 32), seed=6)["hr"])
+
+
+def test_shapes_and_dtypes():
+    lf = make_lightfield((2, 3), (24, 32), seed=0)
+    assert lf["hr"].shape == (2, 3, 3, 24, 32) and lf["hr"].dtype == np.uint8
+    assert lf["flow"].shape == (2, 3, 2, 24, 32) and lf["flow"].dtype == np.float32
+    assert lf["occlusion"].shape == (2, 3, 24, 32) and lf["occlusion"].dtype == bool
+    video = make_video(3, (24, 32), seed=0)
+    assert video["hr"].shape == (3, 3, 24, 32) and video["flow_prev"].shape == (3, 2, 24, 32)
+    assert video["occlusion_prev"].shape == (3, 24, 32)
+    assert not video["flow_prev"][0].any() and not video["occlusion_prev"][0].any()
+    lfv = make_lfvideo(2, (2, 2), (16, 20), seed=0)
+    assert lfv["hr"].shape == (2, 2, 2, 3, 16, 20) and lfv["flow"].shape == (2, 2, 2, 2, 16, 20)
+    assert lfv["occlusion"].shape == (2, 2, 2, 16, 20)
+    scene = lf["scene"]
+    hr = scene.render(0, 1, 1)
+    assert hr.shape == (3, 24, 32) and hr.dtype == torch.float32 and 0 <= hr.min() and hr.max() <= 1
+    disparity = scene.disparity((0, 1, 1))
+    assert disparity.shape == (24, 32) and set(disparity.unique().tolist()) <= set(scene.disparities.float().tolist())
+
+
+def test_integer_disparity_warp_is_exact_lightfield():
+    lf = make_lightfield(4, (32, 40), seed=1, integer_disparity=True)
+    scene = lf["scene"]
+    ref = scene.render(0, 0, 0)
+    for u, v in [(0, 1), (1, 0), (2, 3), (3, 3)]:
+        error = _warp_error(ref, scene.render(0, u, v), lf["flow"][u, v], lf["occlusion"][u, v])
+        assert error.numel() > 100 and error.max() < 1e-5
+
+
+def test_integer_disparity_warp_is_exact_lfvideo():
+    lfv = make_lfvideo(2, 3, (24, 32), ref=(1, 1), seed=2, integer_disparity=True, motion=0.0)
+    scene = lfv["scene"]
+    for t in range(2):
+        ref = scene.render(t, 1, 1)
+        for u, v in [(0, 0), (2, 1), (2, 2)]:
+            error = _warp_error(ref, scene.render(t, u, v), lfv["flow"][t, u, v], lfv["occlusion"][t, u, v])
+            assert error.numel() > 100 and error.max() < 1e-5
+
+
+def test_fractional_disparity_flow_is_accurate_and_sign_matters():
+    lf = make_lightfield(4, (48, 64), seed=0)
+    scene = lf["scene"]
+    assert (scene.disparities != scene.disparities.round()).any()
+    ref, target = scene.render(0, 0, 0), scene.render(0, 3, 3)
+    flow, occlusion = lf["flow"][3, 3], lf["occlusion"][3, 3]
+    assert _warp_error(ref, target, flow, occlusion).mean() < MEAN_ERROR_BOUND
+    assert _warp_error(ref, target, -flow, occlusion).mean() > 2 * MEAN_ERROR_BOUND
+
+
+def test_affine_video_flow_is_accurate_and_sign_matters():
+    video = make_video(3, (48, 64), seed=0)
+    scene = video["scene"]
+    assert (scene.spin != 0).all() and (scene.zoom != 0).all()
+    for t in (1, 2):
+        ref, target = scene.render(t - 1, 0, 0), scene.render(t, 0, 0)
+        flow, occlusion = video["flow_prev"][t], video["occlusion_prev"][t]
+        assert np.abs(flow).max() > 1.0
+        assert _warp_error(ref, target, flow, occlusion).mean() < MEAN_ERROR_BOUND
+        assert _warp_error(ref, target, -flow, occlusion).mean() > 2 * MEAN_ERROR_BOUND
+
+
+def test_occlusion_and_self_flow():
+    lf = make_lightfield(3, (32, 40), seed=0)
+    assert lf["occlusion"][2, 2].any()
+    assert not lf["occlusion"][0, 0].any() and np.abs(lf["flow"][0, 0]).max() < 1e-5
+    scene = make_video(3, (32, 40), seed=0)["scene"]
+    assert not scene.occlusion((2, 0, 0), (2, 0, 0)).any()
+    assert scene.flow((2, 0, 0), (2, 0, 0)).abs().max() < 1e-5
+
+
+def test_brightness_changes_colours_not_geometry():
+    plain = LayeredScene(24, 32, seed=7)
+    lit = LayeredScene(24, 32, seed=7, brightness=0.1)
+    assert (lit.render(0, 1, 0) - plain.render(0, 1, 0)).abs().max() > 1e-3
+    assert torch.equal(lit.render(0, 1, 0), lit.render(0, 1, 0))
+    assert torch.equal(lit.flow((0, 1, 0), (0, 0, 0)), plain.flow((0, 1, 0), (0, 0, 0)))
+
+
+def _check_photos(photos):
+    assert photos
+    for photo in photos:
+        assert photo.dtype == torch.float32 and photo.ndim == 3 and photo.shape[0] == 3
+        assert 0.0 <= photo.min() and photo.max() <= 1.0
+
+
+def test_skimage_photos():
+    photos = load_photos(max_images=3)
+    assert len(photos) == 3
+    _check_photos(photos)
+    assert all(min(photo.shape[-2:]) >= 128 for photo in photos)
+
+
+def test_folder_photos(tmp_path):
+    (tmp_path / "sub").mkdir()
+    Image.fromarray(np.full((20, 30), 255, np.uint8), mode="L").save(tmp_path / "sub" / "b.png")
+    rgba = np.zeros((16, 18, 4), np.uint8)
+    rgba[..., 0], rgba[..., 3] = 128, 255
+    Image.fromarray(rgba, mode="RGBA").save(tmp_path / "a.png")
+    photos = load_photos(tmp_path, min_size=8)
+    _check_photos(photos)
+    assert [tuple(photo.shape) for photo in photos] == [(3, 16, 18), (3, 20, 30)]  # sorted by name: a, sub/b
+    assert torch.allclose(photos[0][:, 0, 0], torch.tensor([128 / 255, 0.0, 0.0]))
+    assert torch.equal(photos[1], torch.ones(3, 20, 30))
+    assert len(load_photos(tmp_path, min_size=18)) == 1
+    scene = LayeredScene(12, 16, photos=photos, seed=0)
+    assert scene.render().shape == (3, 12, 16)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason=f"shared data folder {SHARED_DATA} is absent")
+def test_shared_texture_folder():
+    photos = load_photos(SHARED_DATA / "textures", max_images=2)
+    assert len(photos) == 2
+    _check_photos(photos)
