@@ -1,0 +1,308 @@
+"""The ``lfrefsr`` command line: a thin layer over the library.
+
+Shared options are defined once below; values are checked by click types (``click.BadParameter``); commands only
+parse, call one library function and print. User-facing errors (``LfrefsrError``) become one line on stderr and a
+non-zero exit; ``-v`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from lfrefsr import __version__
+from lfrefsr.errors import LfrefsrError
+from lfrefsr.modes import Device, ReferenceMode, choices
+
+log = logging.getLogger("lfrefsr")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parameter types
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class _IntPair(click.ParamType):
+    """Two non-negative integers separated by ``sep`` ("8x8", "0,0")."""
+
+    def __init__(self, sep: str, what: str, minimum: int):
+        self.sep, self.name, self.minimum = sep, what, minimum
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        parts = str(value).lower().split(self.sep)
+        try:
+            pair = tuple(int(p) for p in parts)
+        except ValueError:
+            pair = ()
+        if len(pair) != 2 or min(pair) < self.minimum:
+            self.fail(f"{value!r} is not a {self.name} like 2{self.sep}3 (integers >= {self.minimum})", param, ctx)
+        return pair
+
+
+GRID = _IntPair("x", "grid", 1)
+POSITION = _IntPair(",", "position U,V", 0)
+
+
+class _MethodList(click.ParamType):
+    name = "methods"
+
+    def convert(self, value, param, ctx):
+        from lfrefsr.methods import available
+
+        names = value if isinstance(value, list) else [n.strip() for n in str(value).split(",") if n.strip()]
+        unknown = [n for n in names if n not in available()]
+        if unknown or not names:
+            self.fail(f"unknown method {', '.join(unknown) or '(none)'}; available: {', '.join(available())}",
+                      param, ctx)
+        return names
+
+
+def _scale_check(ctx, param, value):
+    if value is not None and value < 2:
+        raise click.BadParameter(f"scale must be >= 2, got {value}")
+    return value
+
+
+def _device_check(ctx, param, value):
+    import torch
+
+    if value == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if value == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter("--device cuda, but torch sees no CUDA GPU on this machine")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Shared options, defined once
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _verbosity(command):
+    """-v / -q on every command."""
+
+    def set_level(ctx, param, value):
+        if value:
+            state = ctx.ensure_object(dict)
+            state[param.name] = True
+            logging.getLogger("lfrefsr").setLevel(logging.DEBUG if param.name == "verbose" else logging.WARNING)
+        return value
+
+    command = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=set_level,
+                           help="Show debugging output and tracebacks.")(command)
+    return click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=set_level,
+                        help="No progress bars.")(command)
+
+
+scale_option = click.option("--scale", type=int, default=8, show_default=True, callback=_scale_check,
+                            help="Scale factor between HR and LR (>= 2).")
+grid_option = click.option("--grid", type=GRID, default=None, help="Sub-grid to use, ROWSxCOLS [default: 8x8 or the whole grid if smaller].")
+origin_option = click.option("--origin", type=POSITION, default="0,0", show_default=True,
+                             help="Grid position U,V where --grid starts.")
+ref_option = click.option("--ref", type=POSITION, default="0,0", show_default=True,
+                          help="Reference view U,V (0-based).")
+pattern_options = [
+    click.option("--pattern", default=None, help="File name pattern with {u} and {v}, or {index}."),
+    click.option("--index-base", type=int, default=None, help="First index of --pattern (default 0)."),
+]
+device_option = click.option("--device", type=click.Choice(choices(Device)), default="auto",
+                             show_default=True, callback=_device_check, help="Where models run.")
+overwrite_option = click.option("--overwrite", is_flag=True, help="Replace existing output.")
+json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+                           help="Where to write the results (SPEC eval JSON).")
+
+
+def _options(*decorators):
+    def apply(command):
+        for decorator in reversed(decorators):
+            command = decorator(command)
+        return command
+
+    return apply
+
+
+def _progress() -> bool:
+    ctx = click.get_current_context()
+    return not ctx.ensure_object(dict).get("quiet", False)
+
+
+def _handle_errors(command):
+    """One line on stderr for user-facing errors; the traceback only with -v."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except LfrefsrError as exc:
+            if click.get_current_context().ensure_object(dict).get("verbose"):
+                raise
+            click.echo(f"lfrefsr: error: {exc}", err=True)
+            sys.exit(1)
+
+    return wrapper
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Commands
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="lfrefsr")
+@_verbosity
+def cli():
+    """Reference-based super-resolution (RefSR-Net) for light fields and hybrid video."""
+    logging.basicConfig(format="%(message)s", level=logging.INFO)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("lfrefsr-demo"),
+              show_default=True, help="Folder for the demo's inputs, stores and outputs.")
+@device_option
+@_verbosity
+@_handle_errors
+def demo(out, device):
+    """Run the main job on an embedded synthetic light field and clip, print PSNR against bicubic."""
+    from lfrefsr.demo import run_demo
+
+    run_demo(out, device=device, progress=_progress(), echo=click.echo)
+
+
+@cli.group()
+def ingest():
+    """Folders, videos and captures -> stores."""
+
+
+@ingest.command("lf")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("store", type=click.Path(path_type=Path))
+@_options(grid_option, origin_option, scale_option, ref_option, *pattern_options)
+@click.option("--lr-dir", type=click.Path(path_type=Path), default=None,
+              help="Real LR views (hybrid capture); HR is then kept only for the reference.")
+@overwrite_option
+@_verbosity
+@_handle_errors
+def ingest_lf_command(src, store, grid, origin, scale, ref, pattern, index_base, lr_dir, overwrite):
+    """Light-field folder (or folder of captures: light-field video) SRC -> STORE (.zarr or .h5)."""
+    from lfrefsr.io.ingest import ingest_lf
+
+    result = ingest_lf(src, store, grid=grid, origin=origin, scale=scale, ref=ref, lr_dir=lr_dir, pattern=pattern,
+                       index_base=index_base, overwrite=overwrite, progress=_progress())
+    click.echo(f"{result.path}: {result.kind.value} {'x'.join(map(str, result.view_shape))} views of "
+               f"{result.shape_hr[0]}x{result.shape_hr[1]}, x{result.scale}")
+
+
+@ingest.command("video")
+@click.argument("src", type=click.Path(path_type=Path))
+@click.argument("store", type=click.Path(path_type=Path))
+@scale_option
+@click.option("--keyframe-every", type=click.IntRange(min=1), default=None,
+              help="Keep HR only on every K-th frame (a hybrid camera).")
+@click.option("--max-frames", type=click.IntRange(min=2), default=None, help="Ingest at most N frames.")
+@overwrite_option
+@_verbosity
+@_handle_errors
+def ingest_video_command(src, store, scale, keyframe_every, max_frames, overwrite):
+    """Video file or frame folder SRC -> STORE (.zarr or .h5)."""
+    from lfrefsr.io.ingest import ingest_video
+
+    result = ingest_video(src, store, scale=scale, keyframe_every=keyframe_every, max_frames=max_frames,
+                          overwrite=overwrite, progress=_progress())
+    click.echo(f"{result.path}: video of {result.view_shape[0]} frames of {result.shape_hr[0]}x{result.shape_hr[1]}, "
+               f"x{result.scale}")
+
+
+@cli.command()
+@click.argument("stores", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--method", type=_MethodList(), default="flowwarp", show_default=True,
+              help="Method name (one).")
+@click.option("--ref", type=POSITION, default=None, help="Reference view U,V [default: the store's].")
+@click.option("--reference", type=click.Choice(choices(ReferenceMode)),
+              default="previous", show_default=True, help="Video: which HR frame is a frame's reference.")
+@device_option
+@overwrite_option
+@_verbosity
+@_handle_errors
+def reconstruct(stores, method, ref, reference, device, overwrite):
+    """Super-resolve every non-reference view or frame of STORES, written into each store; reruns resume."""
+    from lfrefsr.io.store import Store
+    from lfrefsr.pipeline import plan, run_serial
+
+    if len(method) != 1:
+        raise click.BadParameter("give one method", param_hint="--method")
+    opened = [Store.open(path) for path in stores]
+    tasks = [task for store in opened for task in plan(store, reference_mode=ReferenceMode(reference), ref=ref)]
+    summary = run_serial(tasks, method[0], device=device, overwrite=overwrite, progress=_progress())
+    click.echo(summary.line())
+    for label, reason in summary.failed:
+        click.echo(f"lfrefsr: failed: {label}: {reason}", err=True)
+    if summary.failed:
+        sys.exit(1)
+
+
+@cli.group(name="eval")
+def eval_group():
+    """The x8 protocol: PSNR/SSIM of each method (SPEC eval JSON)."""
+
+
+methods_option = click.option("--methods", type=_MethodList(), default="bicubic,flowwarp", show_default=True,
+                              help="Comma-separated method names.")
+
+
+@eval_group.command("lf")
+@click.argument("src", type=click.Path(path_type=Path))
+@json_option
+@_options(grid_option, origin_option, scale_option, ref_option, methods_option, *pattern_options, device_option)
+@_verbosity
+@_handle_errors
+def eval_lf(src, json_path, grid, origin, scale, ref, methods, pattern, index_base, device):
+    """Every non-reference view of the light field SRC, super-resolved from the reference view."""
+    from lfrefsr.evaluate import evaluate_lf, table, write_json
+
+    result = evaluate_lf(src, methods, grid=grid, origin=origin, scale=scale, ref=ref, pattern=pattern,
+                         index_base=index_base, device=device, progress=_progress())
+    write_json(result, json_path)
+    click.echo(table(result))
+
+
+@eval_group.command("video")
+@click.argument("src", type=click.Path(path_type=Path))
+@json_option
+@_options(scale_option, methods_option, device_option)
+@click.option("--max-frames", type=click.IntRange(min=2), default=None, help="Use at most N frames.")
+@_verbosity
+@_handle_errors
+def eval_video(src, json_path, scale, methods, device, max_frames):
+    """Each frame t >= 1 of SRC super-resolved with HR frame t-1 as reference."""
+    from lfrefsr.evaluate import evaluate_video, table, write_json
+
+    result = evaluate_video(src, methods, scale=scale, max_frames=max_frames, device=device, progress=_progress())
+    write_json(result, json_path)
+    click.echo(table(result))
+
+
+@cli.command()
+@click.argument("store", type=click.Path(path_type=Path))
+@_verbosity
+@_handle_errors
+def info(store):
+    """Describe a store: kind, axes, sizes, results and how many views each has done."""
+    from lfrefsr.io.store import Store
+
+    opened = Store.open(store)
+    click.echo(f"{opened.path}  ({opened.kind.value}, layout {opened.attrs['lfrefsr_layout']})")
+    click.echo(f"  axes {opened.axes}  views {opened.view_shape}  HR {opened.shape_hr}  LR {opened.shape_lr}  "
+               f"x{opened.scale}  {opened.dtype}  ref {opened.ref}")
+    click.echo(f"  HR known for {int(opened.hr_known.sum())} of {opened.hr_known.size}; source {opened.attrs['source']}")
+    for method in opened.methods():
+        click.echo(f"  sr/{method}: {int(opened.done(method).sum())} views done")
+
+
+def main():
+    cli(prog_name="lfrefsr")

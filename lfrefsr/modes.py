@@ -1,0 +1,22 @@
+"""Enumerated choices shared by the library and the CLI (kept free of heavy imports so ``--help`` is fast)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class ReferenceMode(str, Enum):
+    """How a video frame chooses its reference (light fields always use the store's reference view)."""
+
+    PREVIOUS = "previous"  # HR frame t-1 (the paper's setting)
+    KEYFRAME = "keyframe"  # the latest HR keyframe before t
+
+
+class Device(str, Enum):
+    AUTO = "auto"
+    CPU = "cpu"
+    CUDA = "cuda"
+
+
+def choices(enum: type[Enum]) -> list[str]:
+    return [member.value for member in enum]
