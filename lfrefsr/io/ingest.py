@@ -6,6 +6,7 @@ sibling that is renamed into place at the end: a failure leaves nothing at the o
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,7 +90,7 @@ def _write_store(
     hr_known = np.zeros(view_shape, dtype=bool)
     for s in sources:
         hr_known[s.index] = s.hr is not None
-    with atomic_path(store_path) as tmp:
+    with atomic_path(store_path) as tmp, _lock_removed(tmp):
         store = Store.create(
             tmp, kind=kind, view_shape=view_shape, shape_hr=shape_hr, scale=scale, dtype=first.dtype, ref=ref,
             hr_known=hr_known, source=source, extra=extra,
@@ -106,8 +107,16 @@ def _write_store(
                 store.write("lr", item.index, np.ascontiguousarray(lr[:, : shape_hr[0] // scale, : shape_hr[1] // scale]))
             else:
                 store.write("lr", item.index, protocol.make_lr(hr, scale))
-    remove_lock(tmp)
     return Store.open(store_path)
+
+
+@contextlib.contextmanager
+def _lock_removed(tmp: Path):
+    """Remove the HDF5 sidecar lock of the temporary store however the write ends (a failure leaves nothing)."""
+    try:
+        yield
+    finally:
+        remove_lock(tmp)
 
 
 def _captures(src: Path, pattern, index_base) -> list[Path]:
@@ -190,10 +199,12 @@ def ingest_video(
     if max_frames is not None and max_frames < 2:
         raise InputError(f"--max-frames must be >= 2, got {max_frames}")
     count, (height, width) = video.probe(src, max_frames)
+    if count is not None and count < 2:  # known from the folder or the container: refuse before writing
+        raise InputError(f"a video needs at least 2 frames (a reference and a target), found {count}", src)
     protocol.check_scale(scale, (height, width), src)
     shape_hr = (height - height % scale, width - width % scale)
     frames = video.iter_frames(src, max_frames)
-    with atomic_path(store_path) as tmp:
+    with atomic_path(store_path) as tmp, _lock_removed(tmp):
         written = 0
         store = None
         for t, hr in enumerate(tqdm(frames, desc="ingest", unit="frame", total=count, disable=not progress)):
@@ -208,7 +219,6 @@ def ingest_video(
         if written < 2:
             raise InputError(f"a video needs at least 2 frames (a reference and a target), found {written}", src)
         store.finish(written)
-    remove_lock(tmp)
     return Store.open(store_path)
 
 

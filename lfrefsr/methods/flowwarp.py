@@ -25,6 +25,7 @@ _PRESETS = {
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
 PRESETS = ("default", *_PRESETS)
+_MIN_SIDE = 32
 
 
 def _gray_u8(image: torch.Tensor) -> np.ndarray:
@@ -44,8 +45,12 @@ def dis_flow(target: np.ndarray, source: np.ndarray, preset: str = "default") ->
         dis.setPatchSize(12)
     else:
         dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
-    flow = dis.calc(target, source, None)  # (H, W, 2)
-    return torch.from_numpy(flow).permute(2, 0, 1).contiguous()  # (2, H, W)
+    height, width = target.shape
+    pad_y, pad_x = max(0, _MIN_SIDE - height), max(0, _MIN_SIDE - width)
+    if pad_y or pad_x:  # DIS refuses images smaller than its patches: pad by reflection, crop the flow after
+        target, source = (cv2.copyMakeBorder(im, 0, pad_y, 0, pad_x, cv2.BORDER_REFLECT) for im in (target, source))
+    flow = dis.calc(target, source, None)[:height, :width]  # (H, W, 2)
+    return torch.from_numpy(np.ascontiguousarray(flow)).permute(2, 0, 1).contiguous()  # (2, H, W)
 
 
 def back_project(sr: torch.Tensor, lr: torch.Tensor, scale: int, iterations: int) -> torch.Tensor:

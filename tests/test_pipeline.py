@@ -1,0 +1,55 @@
+"""Planning: which views are targets and which reference each uses; the serial engine resumes."""
+
+import numpy as np
+import pytest
+
+from lfrefsr.axes import Kind
+from lfrefsr.errors import InputError
+from lfrefsr.io.store import Store
+from lfrefsr.modes import ReferenceMode
+from lfrefsr.pipeline import plan, run_serial
+
+
+def _store(tmp_path, kind, view_shape, hr_known=None, ref=(0, 0)):
+    hr_known = np.ones(view_shape, bool) if hr_known is None else hr_known
+    store = Store.create(tmp_path / "s.zarr", kind=kind, view_shape=view_shape, shape_hr=(16, 16), scale=4,
+                         dtype=np.uint8, ref=None if kind == Kind.VIDEO else ref, hr_known=hr_known, source="t")
+    rng = np.random.default_rng(0)
+    for index in store.views():
+        store.write("lr", index, rng.integers(0, 255, (3, 4, 4), dtype=np.uint8))
+        if hr_known[index]:
+            store.write("hr", index, rng.integers(0, 255, (3, 16, 16), dtype=np.uint8))
+    return store
+
+
+def test_light_field_targets_every_view_but_the_reference(tmp_path):
+    tasks = plan(_store(tmp_path, Kind.LF, (3, 4)), ref=(1, 2))
+    assert len(tasks) == 11 and all(t.reference == (1, 2) for t in tasks)
+    assert (1, 2) not in [t.target for t in tasks]
+    assert tasks[0].hint.grid_offset == (-1, -2)
+
+
+def test_light_field_video_uses_each_steps_reference(tmp_path):
+    tasks = plan(_store(tmp_path, Kind.LFVIDEO, (3, 2, 2)))
+    assert len(tasks) == 9
+    assert all(t.reference == (t.target[0], 0, 0) for t in tasks)
+
+
+def test_video_previous_and_keyframe_references(tmp_path):
+    store = _store(tmp_path, Kind.VIDEO, (5,), hr_known=np.array([1, 0, 0, 1, 0], bool))
+    with pytest.raises(InputError, match="--reference keyframe"):
+        plan(store)
+    tasks = plan(store, reference_mode=ReferenceMode.KEYFRAME)
+    assert [(t.target[0], t.reference[0]) for t in tasks] == [(1, 0), (2, 0), (4, 3)]
+
+
+def test_serial_run_resumes_and_overwrites(tmp_path):
+    store = _store(tmp_path, Kind.LF, (2, 2))
+    tasks = plan(store)
+    first = run_serial(tasks, "bicubic", progress=False)
+    assert (first.done, first.skipped) == (3, 0)
+    again = run_serial(tasks, "bicubic", progress=False)
+    assert (again.done, again.skipped) == (0, 3)
+    forced = run_serial(tasks, "bicubic", progress=False, overwrite=True)
+    assert forced.done == 3
+    assert store.done("bicubic").sum() == 3 and not store.done("bicubic")[0, 0]
