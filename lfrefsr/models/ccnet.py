@@ -1,0 +1,127 @@
+"""CC-Net: the cross-scale correspondence network of RefSR-Net (BMVC 2017, Table 1).
+
+A siamese stack of dilated 3x3 convolutions (+ BatchNorm + ReLU) and a final 1x1 convolution that embeds an image
+into one feature vector per pixel, with a receptive field of 65 pixels and no down-sampling, so the features are
+exactly translation-equivariant. Matching scores are inner products of features (Eq. 1 softmaxes them over a
+search window).
+
+Default (Table 1)::
+
+    layer   kernel  channels  dilation  receptive field
+    conv1   3x3     16        1         3
+    conv2   3x3     32        1         5
+    conv3   3x3     64        2         9
+    conv4   3x3     64        4         17
+    conv5   3x3     64        8         33
+    conv6   3x3     128       16        65
+    fc      1x1     256       1         65
+
+Arguments:
+    channels: output channels of the dilated layers (Table 1: 16, 32, 64, 64, 64, 128).
+    dilations: dilation of each layer (Table 1: 1, 1, 2, 4, 8, 16).
+    out_channels: feature size (Table 1: 256).
+    width: multiplier on ``channels`` (a CPU config may use less than 1).
+    siamese: one set of weights for both inputs (True, the paper's choice) or two (pseudo-siamese).
+    normalize: L2-normalise features and scale by a learned temperature (cosine scores); False is the paper.
+    in_channels: 3 (RGB).
+
+Shapes: ``forward(image, branch)`` maps (N, 3, H, W) -> (N, out_channels, H, W).
+``features_on_grid(image, stride, branch)`` gives the same features at pixels (stride*m, stride*n) only,
+(N, out_channels, ceil(H/stride), ceil(W/stride)), at a fraction of the cost, exactly equal to
+``forward(image)[..., ::stride, ::stride]`` when ``stride`` is a power of two no larger than the dilations allow.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+TABLE1_CHANNELS = (16, 32, 64, 64, 64, 128)
+TABLE1_DILATIONS = (1, 1, 2, 4, 8, 16)
+
+
+class _Tower(nn.Module):
+    def __init__(self, in_channels: int, channels: tuple[int, ...], dilations: tuple[int, ...], out_channels: int):
+        super().__init__()
+        self.dilations = tuple(dilations)
+        convs, norms = [], []
+        previous = in_channels
+        for width in channels:
+            convs.append(nn.Conv2d(previous, width, 3, bias=False))
+            norms.append(nn.BatchNorm2d(width))
+            previous = width
+        self.convs, self.norms = nn.ModuleList(convs), nn.ModuleList(norms)
+        self.fc = nn.Conv2d(previous, out_channels, 1)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image
+        for conv, norm, dilation in zip(self.convs, self.norms, self.dilations):
+            x = F.relu(norm(F.conv2d(x, conv.weight, None, padding=dilation, dilation=dilation)))
+        return self.fc(x)
+
+    def forward_on_grid(self, image: torch.Tensor, stride: int) -> torch.Tensor:
+        """Features at pixels (stride*m, stride*n) only.
+
+        A dilation-d layer evaluated on a grid of spacing g only reads its input on that grid when g divides d;
+        so each layer runs on the coarsest grid its successors still need, as a plain strided convolution with
+        dilation d/g. Zero padding lands on the same (out-of-image) positions as in the dense network.
+        """
+        need = [stride]  # grid spacing each layer's *output* is needed on
+        for dilation in reversed(self.dilations[1:]):
+            need.insert(0, math.gcd(need[0], dilation))
+        x, spacing = image, 1  # spacing of x's grid in input pixels
+        for conv, norm, dilation, out_spacing in zip(self.convs, self.norms, self.dilations, need):
+            step = out_spacing // spacing
+            x = F.conv2d(x, conv.weight, None, stride=step, padding=dilation // spacing, dilation=dilation // spacing)
+            x = F.relu(norm(x))
+            spacing = out_spacing
+        if spacing != stride:
+            x = x[..., :: stride // spacing, :: stride // spacing]
+        return self.fc(x)
+
+
+class CCNet(nn.Module):
+    def __init__(
+        self,
+        *,
+        channels: tuple[int, ...] = TABLE1_CHANNELS,
+        dilations: tuple[int, ...] = TABLE1_DILATIONS,
+        out_channels: int = 256,
+        width: float = 1.0,
+        siamese: bool = True,
+        normalize: bool = False,
+        in_channels: int = 3,
+    ):
+        super().__init__()
+        if len(channels) != len(dilations):
+            raise ValueError("channels and dilations need one entry per layer")
+        widths = tuple(max(1, round(c * width)) for c in channels)
+        self.siamese, self.normalize = siamese, normalize
+        self.out_channels = out_channels
+        self.receptive_field = 1 + 2 * sum(dilations)
+        self.lr_tower = _Tower(in_channels, widths, dilations, out_channels)
+        self.ref_tower = self.lr_tower if siamese else _Tower(in_channels, widths, dilations, out_channels)
+        # Cosine scores need a temperature; log-parametrised so it stays positive. Unused when normalize=False.
+        self.log_temperature = nn.Parameter(torch.tensor(math.log(10.0)), requires_grad=normalize)
+
+    def _tower(self, branch: str) -> _Tower:
+        if branch not in ("lr", "ref"):
+            raise ValueError("branch is 'lr' (upsampled LR target) or 'ref' (HR reference)")
+        return self.lr_tower if branch == "lr" else self.ref_tower
+
+    def _finish(self, features: torch.Tensor) -> torch.Tensor:
+        if not self.normalize:
+            return features
+        # sqrt of the temperature on each side: <f, g> = temperature * cosine
+        return F.normalize(features, dim=1) * self.log_temperature.exp().sqrt()
+
+    def forward(self, image: torch.Tensor, branch: str = "lr") -> torch.Tensor:
+        """(N, 3, H, W) -> (N, out_channels, H, W) dense features."""
+        return self._finish(self._tower(branch)(image))
+
+    def features_on_grid(self, image: torch.Tensor, stride: int, branch: str = "lr") -> torch.Tensor:
+        """(N, 3, H, W) -> (N, out_channels, ceil(H/stride), ceil(W/stride)) at pixels (stride*m, stride*n)."""
+        return self._finish(self._tower(branch).forward_on_grid(image, stride))

@@ -1,0 +1,328 @@
+"""A catalogue of bad inputs, each through the command line: a short, precise error and nothing left behind.
+
+Every case asserts: non-zero exit (2 for usage errors); no traceback; at most 3 lines on stderr that name the problem
+(a keyword per case) and the offending file, folder or option; nothing at the output path and nothing else in the
+output folder (an existing output is left exactly as it was); the input untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import run_cli, snapshot
+from lfrefsr.errors import InputError
+from lfrefsr.io.images import write_image
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Setup:
+    args: list
+    keyword: str  # names the problem (case-insensitive)
+    culprit: Path | str  # the file, folder or option the message must name
+    output: Path  # must not exist afterwards, or be unchanged when it existed before
+    inputs: list = field(default_factory=list)  # folders that must be left untouched
+    exit_code: int = 1
+
+
+class Env:
+    """Lazy access to the conftest fixtures, so each case copies only the data it uses."""
+
+    def __init__(self, request):
+        self._request = request
+
+    def __getattr__(self, name):
+        return self._request.getfixturevalue(name)
+
+    def ingest(self, src: Path, store: Path) -> Path:
+        result = run_cli(["ingest", "lf", src, store, "-q"])
+        assert result.exit_code == 0, result.stderr
+        return store
+
+
+def _truncate(path: Path) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def _set_layout(store: Path, version: int) -> None:
+    if store.suffix == ".h5":
+        with h5py.File(store, "r+") as handle:
+            attrs = json.loads(handle.attrs["lfrefsr"])
+            attrs["lfrefsr_layout"] = version
+            handle.attrs["lfrefsr"] = json.dumps(attrs)
+        return
+    meta = store / "zarr.json"
+    group = json.loads(meta.read_text())
+    group["attributes"]["lfrefsr_layout"] = version
+    meta.write_text(json.dumps(group))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The catalogue: each function damages a copy of the data and says what must happen
+# ---------------------------------------------------------------------------------------------------------------
+
+CASES = {}
+
+
+def case(function):
+    CASES[function.__name__] = function
+    return function
+
+
+@case
+def missing_view(env):
+    (env.lf_dir / "view_01_01.png").unlink()
+    out = env.out_dir / "s.zarr"
+    return Setup(["ingest", "lf", env.lf_dir, out], "missing", env.lf_dir, out, [env.lf_dir])
+
+
+@case
+def missing_view_hci_not_square(env):
+    (env.hci_dir / "input_Cam008.png").unlink()
+    out = env.out_dir / "s.zarr"
+    return Setup(["ingest", "lf", env.hci_dir, out], "square", env.hci_dir, out, [env.hci_dir])
+
+
+@case
+def views_of_different_sizes(env):
+    odd = env.lf_dir / "view_01_02.png"
+    write_image(odd, env.lf_hr[1, 2][:, :24, :])
+    out = env.out_dir / "s.zarr"
+    return Setup(["ingest", "lf", env.lf_dir, out], "different sizes", odd, out, [env.lf_dir])
+
+
+@case
+def garbage_with_an_image_name(env):
+    bad = env.lf_dir / "view_00_01.png"
+    bad.write_bytes(np.random.default_rng(0).integers(0, 256, 300, dtype=np.uint8).tobytes())
+    out = env.out_dir / "s.zarr"
+    return Setup(["ingest", "lf", env.lf_dir, out], "not a readable image", bad, out, [env.lf_dir])
+
+
+@case
+def truncated_png(env):
+    bad = env.lf_dir / "view_01_01.png"  # not the first view: fails while the store is being written
+    _truncate(bad)
+    out = env.out_dir / "s.zarr"
+    return Setup(["ingest", "lf", env.lf_dir, out], "truncated", bad, out, [env.lf_dir])
+
+
+@case
+def truncated_png_hdf5(env):
+    bad = env.lf_dir / "view_02_01.png"
+    _truncate(bad)
+    out = env.out_dir / "s.h5"
+    return Setup(["ingest", "lf", env.lf_dir, out], "truncated", bad, out, [env.lf_dir])
+
+
+@case
+def empty_folder(env):
+    empty = env.tmp_path / "in" / "empty_views"
+    empty.mkdir(parents=True)
+    out = env.out_dir / "s.zarr"
+    return Setup(["ingest", "lf", empty, out], "no light-field views", empty, out, [empty])
+
+
+@case
+def grid_larger_than_data(env):
+    out = env.out_dir / "s.zarr"
+    return Setup(["ingest", "lf", env.lf_dir, out, "--grid", "4x4"], "larger than the data", env.lf_dir, out,
+                 [env.lf_dir])
+
+
+@case
+def scale_below_two(env):
+    out = env.out_dir / "s.zarr"
+    return Setup(["ingest", "lf", env.lf_dir, out, "--scale", "1"], "scale must be", "--scale", out, [env.lf_dir],
+                 exit_code=2)
+
+
+@case
+def scale_larger_than_image(env):
+    out = env.out_dir / "s.zarr"
+    return Setup(["ingest", "lf", env.lf_dir, out, "--scale", "64"], "larger than the image", env.lf_dir, out,
+                 [env.lf_dir])
+
+
+@case
+def reference_outside_grid(env):
+    out = env.out_dir / "s.zarr"
+    return Setup(["ingest", "lf", env.lf_dir, out, "--ref", "5,5"], "outside", env.lf_dir, out, [env.lf_dir])
+
+
+@case
+def existing_output_without_overwrite(env):
+    out = env.ingest(env.lf_dir, env.out_dir / "s.zarr")
+    return Setup(["ingest", "lf", env.lf_dir, out], "exists", out, out, [env.lf_dir])
+
+
+@case
+def existing_output_overwrite_with_bad_input(env):
+    out = env.ingest(env.lf_dir, env.out_dir / "s.h5")
+    bad = env.lf_dir / "view_02_02.png"
+    _truncate(bad)
+    return Setup(["ingest", "lf", env.lf_dir, out, "--overwrite"], "truncated", bad, out, [env.lf_dir])
+
+
+@case
+def video_with_one_frame(env):
+    for frame in sorted(env.frames_dir.glob("frame_*.png"))[1:]:
+        frame.unlink()
+    out = env.out_dir / "s.zarr"
+    return Setup(["ingest", "video", env.frames_dir, out], "at least 2 frames", env.frames_dir, out,
+                 [env.frames_dir])
+
+
+@case
+def video_with_one_frame_hdf5(env):
+    for frame in sorted(env.frames_dir.glob("frame_*.png"))[1:]:
+        frame.unlink()
+    out = env.out_dir / "s.h5"
+    return Setup(["ingest", "video", env.frames_dir, out], "at least 2 frames", env.frames_dir, out,
+                 [env.frames_dir])
+
+
+@case
+def video_empty_folder(env):
+    empty = env.tmp_path / "in" / "no_frames"
+    empty.mkdir(parents=True)
+    (empty / "readme.txt").write_text("no frames here\n")
+    out = env.out_dir / "s.zarr"
+    return Setup(["ingest", "video", empty, out], "no image frames", empty, out, [empty])
+
+
+@case
+def video_frames_of_different_sizes(env):
+    odd = env.frames_dir / "frame_0002.png"
+    write_image(odd, env.video_hr[2][:, :24, :])
+    out = env.out_dir / "s.zarr"
+    return Setup(["ingest", "video", env.frames_dir, out], "different sizes", odd, out, [env.frames_dir])
+
+
+@case
+def video_truncated_frame_hdf5(env):
+    bad = env.frames_dir / "frame_0002.png"
+    _truncate(bad)
+    out = env.out_dir / "s.h5"
+    return Setup(["ingest", "video", env.frames_dir, out], "truncated", bad, out, [env.frames_dir])
+
+
+@case
+def missing_input_lf(env):
+    missing = env.tmp_path / "in" / "no_such_views"
+    out = env.out_dir / "s.zarr"
+    return Setup(["ingest", "lf", missing, out], "not found", missing, out)
+
+
+@case
+def missing_input_video(env):
+    missing = env.tmp_path / "in" / "no_such_clip.mp4"
+    out = env.out_dir / "s.zarr"
+    return Setup(["ingest", "video", missing, out], "not found", missing, out)
+
+
+@case
+def eval_lf_missing_view(env):
+    (env.lf_dir / "view_02_00.png").unlink()
+    out = env.out_dir / "eval.json"
+    return Setup(["eval", "lf", env.lf_dir, "--json", out, "--methods", "bicubic"], "missing", env.lf_dir, out,
+                 [env.lf_dir])
+
+
+@case
+def reconstruct_missing_store(env):
+    missing = env.out_dir / "no_such_store.zarr"
+    return Setup(["reconstruct", missing, "--method", "bicubic"], "not found", missing, missing)
+
+
+@case
+def reconstruct_missing_store_hdf5(env):
+    missing = env.out_dir / "no_such_store.h5"
+    return Setup(["reconstruct", missing, "--method", "bicubic"], "not found", missing, missing)
+
+
+@case
+def reconstruct_unknown_layout(env):
+    store = env.ingest(env.lf_dir, env.out_dir / "s.zarr")
+    _set_layout(store, 99)
+    return Setup(["reconstruct", store, "--method", "bicubic"], "layout version 99", store, store)
+
+
+@case
+def reconstruct_unknown_layout_hdf5(env):
+    store = env.ingest(env.lf_dir, env.out_dir / "s.h5")
+    _set_layout(store, 99)
+    return Setup(["reconstruct", store, "--method", "bicubic"], "layout version 99", store, store)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The checks
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _stderr_lines(text: str) -> list[str]:
+    return [line for line in text.split("\n") if line.strip()]
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_bad_input(name, request):
+    env = Env(request)
+    setup = CASES[name](env)
+    out_dir = env.out_dir
+    existed = setup.output.exists()
+    outputs_before = snapshot(out_dir)
+    inputs_before = {str(folder): snapshot(folder) for folder in setup.inputs}
+
+    result = run_cli(setup.args)
+
+    report = f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+    assert result.exit_code == setup.exit_code, report
+    assert result.exception is None or isinstance(result.exception, SystemExit), \
+        f"uncaught {result.exception!r}\n{report}"
+    assert "Traceback" not in result.output, report
+    lines = _stderr_lines(result.stderr)
+    assert 1 <= len(lines) <= 3, report
+    assert setup.keyword.lower() in result.stderr.lower(), report
+    assert str(setup.culprit) in result.stderr, report
+
+    if existed:  # left exactly as it was, and nothing beside it
+        assert snapshot(out_dir) == outputs_before, report
+    else:
+        assert not setup.output.exists(), report
+        assert sorted(p.name for p in out_dir.iterdir()) == [], report  # no temporary siblings, no locks
+    for folder, before in inputs_before.items():
+        assert snapshot(Path(folder)) == before, f"input {folder} changed"
+
+
+def test_verbose_shows_the_traceback(lf_dir, out_dir):
+    """-v re-raises the error: the in-process runner sees the exception, a real process prints the traceback."""
+    out = out_dir / "s.zarr"
+    args = ["ingest", "lf", lf_dir, out, "--ref", "5,5", "-v"]
+    before = snapshot(lf_dir)
+
+    result = run_cli(args)
+    assert result.exit_code != 0
+    assert isinstance(result.exception, InputError) and "outside" in str(result.exception)
+    assert result.exc_info[2] is not None
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    process = subprocess.run(
+        [sys.executable, "-c", "from lfrefsr.cli import main; main()", *map(str, args)],
+        capture_output=True, text=True, env=env, cwd=out_dir, timeout=120,
+    )
+    assert process.returncode != 0
+    assert "Traceback" in process.stderr
+    assert "InputError" in process.stderr and "outside" in process.stderr and str(lf_dir) in process.stderr
+    assert not out.exists() and list(out_dir.iterdir()) == []
+    assert snapshot(lf_dir) == before

@@ -1,0 +1,307 @@
+"""The command line (SPEC "Command line", "Eval JSON", "Stores") through click's CliRunner on tiny seeded data."""
+
+from __future__ import annotations
+
+import json
+
+import click
+import numpy as np
+import pytest
+import torch
+
+from conftest import LF_GRID, LF_SIZE, VIDEO_FRAMES, VIDEO_SIZE, run_cli, snapshot
+from lfrefsr import protocol
+from lfrefsr.cli import cli
+from lfrefsr.errors import StoreError
+from lfrefsr.io.store import Store
+from lfrefsr.methods import available
+
+
+def _commands(group: click.Group, prefix=()):
+    """Every command path of the CLI, groups included: ("",), ("ingest",), ("ingest", "lf"), ..."""
+    yield prefix, group
+    for name, command in sorted(group.commands.items()):
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*prefix, name))
+        else:
+            yield (*prefix, name), command
+
+
+COMMANDS = list(_commands(cli))
+
+
+def _ok(result) -> None:
+    assert result.exit_code == 0, f"exit {result.exit_code}\nstdout: {result.stdout}\nstderr: {result.stderr}\n" \
+                                  f"exception: {result.exception!r}"
+
+
+def _no_temporaries(folder) -> None:
+    leftovers = [p.name for p in folder.iterdir() if ".tmp-" in p.name]
+    assert not leftovers, f"temporary siblings left in {folder}: {leftovers}"
+
+
+def _ingest_lf(src, store, *extra):
+    result = run_cli(["ingest", "lf", src, store, "-q", *extra])
+    _ok(result)
+    return Store.open(store)
+
+
+def _bicubic(store: Store, index) -> np.ndarray:
+    lr = protocol.to_float(store.read("lr", index), store.dtype)
+    return protocol.quantize(protocol.upsample(lr, store.scale), store.dtype)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# --help
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path,command", COMMANDS, ids=[" ".join(p) or "lfrefsr" for p, _ in COMMANDS])
+def test_help(path, command):
+    result = run_cli([*path, "--help"])
+    _ok(result)
+    assert "Usage:" in result.stdout
+    assert result.stderr == ""
+    if not isinstance(command, click.Group):  # SPEC: every command has -v/-q
+        assert "--verbose" in result.stdout and "--quiet" in result.stdout
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# ingest + info
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".zarr", ".h5"])
+def test_ingest_lf_then_info(lf_dir, out_dir, lf_hr, suffix):
+    store_path = out_dir / f"scene{suffix}"
+    result = run_cli(["ingest", "lf", lf_dir, store_path])
+    _ok(result)
+    assert f"{LF_GRID}x{LF_GRID} views of {LF_SIZE[0]}x{LF_SIZE[1]}, x8" in result.stdout
+    assert store_path.exists()
+    _no_temporaries(out_dir)
+
+    store = Store.open(store_path)
+    assert store.kind.value == "lf" and store.view_shape == (LF_GRID, LF_GRID) and store.scale == 8
+    assert store.shape_hr == LF_SIZE and store.shape_lr == (LF_SIZE[0] // 8, LF_SIZE[1] // 8)
+    assert store.ref == (0, 0) and store.dtype == np.uint8 and store.hr_known.all()
+    np.testing.assert_array_equal(store.read("hr", (1, 2)), lf_hr[1, 2])
+    np.testing.assert_array_equal(store.read("lr", (2, 1)), protocol.make_lr(lf_hr[2, 1], 8))
+
+    info = run_cli(["info", store_path])
+    _ok(info)
+    assert "(lf, layout 1)" in info.stdout
+    assert f"views ({LF_GRID}, {LF_GRID})" in info.stdout
+    assert f"HR {LF_SIZE}" in info.stdout and "LR (4, 4)" in info.stdout and "x8" in info.stdout
+    assert f"HR known for {LF_GRID * LF_GRID} of {LF_GRID * LF_GRID}" in info.stdout
+    assert "sr/" not in info.stdout  # nothing reconstructed yet
+
+
+def test_ingest_lf_hci_layout_matches_view_layout(hci_dir, lf_dir, out_dir):
+    hci = _ingest_lf(hci_dir, out_dir / "hci.zarr", "--scale", "4")
+    view = _ingest_lf(lf_dir, out_dir / "view.zarr", "--scale", "4")
+    assert hci.attrs["layout"] == "hci" and view.attrs["layout"] == "view"
+    assert hci.view_shape == view.view_shape == (LF_GRID, LF_GRID)
+    for index in hci.views():
+        np.testing.assert_array_equal(hci.read("hr", index), view.read("hr", index))
+
+
+def test_ingest_lf_grid_origin_ref(lf_dir, out_dir, lf_hr):
+    store = _ingest_lf(lf_dir, out_dir / "cut.zarr", "--grid", "2x2", "--origin", "1,1", "--ref", "1,0")
+    assert store.view_shape == (2, 2) and store.ref == (1, 0)
+    np.testing.assert_array_equal(store.read("hr", (0, 0)), lf_hr[1, 1])
+    np.testing.assert_array_equal(store.read("hr", (1, 1)), lf_hr[2, 2])
+
+
+def test_ingest_video_frame_folder(frames_dir, out_dir, video_hr):
+    before = snapshot(frames_dir)
+    store_path = out_dir / "clip.zarr"
+    result = run_cli(["ingest", "video", frames_dir, store_path])
+    _ok(result)
+    assert f"video of {VIDEO_FRAMES} frames of {VIDEO_SIZE[0]}x{VIDEO_SIZE[1]}, x8" in result.stdout
+    store = Store.open(store_path)
+    assert store.kind.value == "video" and store.view_shape == (VIDEO_FRAMES,)  # notes.txt and extra/ ignored
+    assert store.shape_hr == VIDEO_SIZE and store.hr_known.all() and store.ref is None
+    for t in range(VIDEO_FRAMES):
+        np.testing.assert_array_equal(store.read("hr", (t,)), video_hr[t])
+    assert snapshot(frames_dir) == before
+    _no_temporaries(out_dir)
+
+    info = run_cli(["info", store_path])
+    _ok(info)
+    assert "(video, layout 1)" in info.stdout and f"views ({VIDEO_FRAMES},)" in info.stdout
+
+
+def test_ingest_video_keyframe_every(frames_dir, out_dir):
+    store_path = out_dir / "clip.h5"
+    _ok(run_cli(["ingest", "video", frames_dir, store_path, "--keyframe-every", "2", "-q"]))
+    store = Store.open(store_path)
+    assert store.view_shape == (VIDEO_FRAMES,)
+    assert store.hr_known.tolist() == [True, False, True, False]
+    assert store.read("lr", (1,)).any()  # LR exists for every frame, HR only on keyframes
+    with pytest.raises(StoreError):
+        store.read("hr", (1,))
+    info = run_cli(["info", store_path])
+    _ok(info)
+    assert f"HR known for 2 of {VIDEO_FRAMES}" in info.stdout
+
+
+def test_ingest_video_max_frames(frames_dir, out_dir, video_hr):
+    store_path = out_dir / "clip.zarr"
+    result = run_cli(["ingest", "video", frames_dir, store_path, "--max-frames", "3", "-q"])
+    _ok(result)
+    assert "video of 3 frames" in result.stdout
+    store = Store.open(store_path)
+    assert store.view_shape == (3,) and store.hr_known.tolist() == [True] * 3
+    np.testing.assert_array_equal(store.read("hr", (2,)), video_hr[2])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reconstruct
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_reconstruct_resume_and_overwrite(lf_dir, out_dir):
+    store_path = out_dir / "scene.zarr"
+    store = _ingest_lf(lf_dir, store_path)
+    others = [index for index in store.views() if index != (0, 0)]
+
+    first = run_cli(["reconstruct", store_path, "--method", "bicubic"])
+    _ok(first)
+    assert f"{len(others)} views done, 0 already done" in first.stdout
+    assert store.methods() == ["bicubic"]
+    done = store.done("bicubic")
+    assert not done[0, 0] and all(done[index] for index in others)
+    for index in others:
+        np.testing.assert_array_equal(store.read_result("bicubic", index), _bicubic(store, index))
+    info = run_cli(["info", store_path])
+    _ok(info)
+    assert f"sr/bicubic: {len(others)} views done" in info.stdout
+
+    # A view whose result is (wrongly) zero but marked done: a rerun skips it and touches nothing ...
+    store.write_result("bicubic", (1, 1), np.zeros_like(_bicubic(store, (1, 1))))
+    before = snapshot(store_path)
+    rerun = run_cli(["reconstruct", store_path, "--method", "bicubic"])
+    _ok(rerun)
+    assert f"0 views done, {len(others)} already done" in rerun.stdout
+    assert snapshot(store_path) == before
+    assert not store.read_result("bicubic", (1, 1)).any()
+
+    # ... and --overwrite recomputes every view.
+    again = run_cli(["reconstruct", store_path, "--method", "bicubic", "--overwrite"])
+    _ok(again)
+    assert f"{len(others)} views done, 0 already done" in again.stdout
+    np.testing.assert_array_equal(store.read_result("bicubic", (1, 1)), _bicubic(store, (1, 1)))
+    assert store.done("bicubic").sum() == len(others)
+    _no_temporaries(out_dir)
+
+
+def test_reconstruct_two_stores_in_one_call(lf_dir, frames_dir, out_dir):
+    lf_store = _ingest_lf(lf_dir, out_dir / "scene.zarr", "--scale", "4")
+    _ok(run_cli(["ingest", "video", frames_dir, out_dir / "clip.h5", "-q"]))
+    video_store = Store.open(out_dir / "clip.h5")
+    expected = (LF_GRID * LF_GRID - 1) + (VIDEO_FRAMES - 1)
+
+    result = run_cli(["reconstruct", lf_store.path, video_store.path, "--method", "bicubic"])
+    _ok(result)
+    assert f"{expected} views done, 0 already done" in result.stdout
+    assert lf_store.done("bicubic").sum() == LF_GRID * LF_GRID - 1 and not lf_store.done("bicubic")[0, 0]
+    assert video_store.done("bicubic").tolist() == [False] + [True] * (VIDEO_FRAMES - 1)
+    np.testing.assert_array_equal(video_store.read_result("bicubic", (2,)), _bicubic(video_store, (2,)))
+
+    rerun = run_cli(["reconstruct", lf_store.path, video_store.path, "--method", "bicubic", "-q"])
+    _ok(rerun)
+    assert f"0 views done, {expected} already done" in rerun.stdout
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# eval
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _check_method_entry(entry: dict, key: str, expected_keys: list) -> None:
+    for field in ("psnr_rgb", "psnr_y", "ssim_y", "seconds"):
+        assert isinstance(entry[field], float) and np.isfinite(entry[field]), field
+    assert 0 < entry["ssim_y"] <= 1 and entry["seconds"] >= 0 and entry["psnr_rgb"] > 5
+    assert [row[key] for row in entry["per_view"]] == expected_keys
+    for row in entry["per_view"]:
+        assert isinstance(row["psnr_rgb"], float) and isinstance(row["psnr_y"], float)
+    assert entry["psnr_rgb"] == pytest.approx(np.mean([row["psnr_rgb"] for row in entry["per_view"]]))
+
+
+def test_eval_lf_json(lf_dir, out_dir):
+    json_path = out_dir / "eval.json"
+    result = run_cli(["eval", "lf", lf_dir, "--json", json_path, "--methods", "bicubic,flowwarp", "--grid", "2x2"])
+    _ok(result)
+    assert "bicubic" in result.stdout and "flowwarp" in result.stdout  # the table
+    _no_temporaries(out_dir)
+    assert sorted(p.name for p in out_dir.iterdir()) == ["eval.json"]
+
+    data = json.loads(json_path.read_text())
+    assert data["kind"] == "lf" and data["src"] == str(lf_dir) and data["scale"] == 8
+    assert data["grid"] == [2, 2] and data["ref"] == [0, 0] and data["shape_hr"] == list(LF_SIZE)
+    assert list(data["methods"]) == ["bicubic", "flowwarp"]
+    for entry in data["methods"].values():
+        _check_method_entry(entry, "view", [[0, 1], [1, 0], [1, 1]])
+    bicubic, flowwarp = data["methods"]["bicubic"], data["methods"]["flowwarp"]
+    assert flowwarp["psnr_rgb"] > bicubic["psnr_rgb"] + 1.0  # the reference helps on the synthetic light field
+    assert flowwarp["psnr_y"] > bicubic["psnr_y"] and flowwarp["ssim_y"] > bicubic["ssim_y"]
+
+
+def test_eval_video_json(frames_dir, out_dir):
+    json_path = out_dir / "eval.json"
+    result = run_cli(["eval", "video", frames_dir, "--json", json_path, "--methods", "bicubic", "-q"])
+    _ok(result)
+    data = json.loads(json_path.read_text())
+    assert data["kind"] == "video" and data["src"] == str(frames_dir) and data["scale"] == 8
+    assert data["shape_hr"] == list(VIDEO_SIZE) and list(data["methods"]) == ["bicubic"]
+    _check_method_entry(data["methods"]["bicubic"], "frame", list(range(1, VIDEO_FRAMES)))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Usage errors
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("command", [
+    ["ingest", "lf", "{lf}", "{out}/s.zarr"],
+    ["ingest", "video", "{frames}", "{out}/s.zarr"],
+    ["eval", "lf", "{lf}", "--json", "{out}/e.json"],
+    ["eval", "video", "{frames}", "--json", "{out}/e.json"],
+])
+def test_scale_below_two_is_a_usage_error(command, lf_dir, frames_dir, out_dir):
+    args = [a.format(lf=lf_dir, frames=frames_dir, out=out_dir) for a in command]
+    result = run_cli([*args, "--scale", "1"])
+    assert result.exit_code == 2
+    assert "--scale" in result.stderr and "Traceback" not in result.output
+    assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [
+    ["reconstruct", "{store}", "--method", "nosuchmethod"],
+    ["eval", "lf", "{lf}", "--json", "{out}/e.json", "--methods", "bicubic,nosuchmethod"],
+])
+def test_unknown_method_names_the_available_ones(command, lf_dir, out_dir):
+    store = _ingest_lf(lf_dir, out_dir / "scene.zarr")
+    before = snapshot(out_dir)
+    result = run_cli([a.format(store=store.path, lf=lf_dir, out=out_dir) for a in command])
+    assert result.exit_code == 2
+    assert "nosuchmethod" in result.stderr
+    for name in available():
+        assert name in result.stderr
+    assert snapshot(out_dir) == before
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU")
+@pytest.mark.parametrize("command", [
+    ["reconstruct", "{store}", "--method", "bicubic"],
+    ["eval", "lf", "{lf}", "--json", "{out}/e.json", "--methods", "bicubic"],
+])
+def test_device_cuda_without_gpu(command, lf_dir, out_dir):
+    store = _ingest_lf(lf_dir, out_dir / "scene.zarr")
+    before = snapshot(out_dir)
+    result = run_cli([*(a.format(store=store.path, lf=lf_dir, out=out_dir) for a in command), "--device", "cuda"])
+    assert result.exit_code != 0
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert "cuda" in result.stderr.lower() and "gpu" in result.stderr.lower()
+    assert "Traceback" not in result.output
+    assert snapshot(out_dir) == before
