@@ -288,6 +288,29 @@ def eval_video(src, json_path, scale, methods, device, max_frames):
 
 
 @cli.command()
+@click.argument("network", type=click.Choice(["ccnet"]))
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="Training config (pipelines/*.yaml).")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Run folder [default: runs/<config name>].")
+@click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many more steps.")
+@_verbosity
+@_handle_errors
+def train(network, config_path, out, resume, max_steps):
+    """Train NETWORK from a config; checkpoints every few minutes, --resume continues."""
+    from lfrefsr.training.common import load_config
+
+    config = load_config(config_path)
+    out = out or Path("runs") / config_path.stem
+    if network == "ccnet":
+        from lfrefsr.training.ccnet import train_ccnet
+
+        train_ccnet(config, out, resume=resume, progress=_progress(), max_steps=max_steps)
+    click.echo(f"run folder: {out}")
+
+
+@cli.command()
 @click.argument("store", type=click.Path(path_type=Path))
 @_verbosity
 @_handle_errors

@@ -1,0 +1,1 @@
+"""Cross-scale correspondence: CC-Net features and classical baselines on one blocked matching engine."""

@@ -1,0 +1,187 @@
+"""The matching engine: for every centre, the best-scoring reference position within a search range.
+
+Scores are inner products ``<f_target(c), g_ref(p)> + bias(p)`` (a bias turns an L2 distance into an inner
+product: ``-|f-g|^2 = 2<f,g> - |g|^2 - |f|^2``, with the last term constant per centre).
+
+Centres lie on a grid of spacing ``stride`` at HR scale: centre (m, n) is HR pixel (stride*m, stride*n), as CC-Net's
+training samples them. The search is a blocked matrix product: a block of B x B centres is scored against the union
+of their windows in one GEMM, then each centre's scores outside its own window are masked, so the full cost volume of
+a large image is never held (peak memory ~ B^2 (2R + stride*B)^2 scores). An epipolar mode searches only along a
+line through the centre (a light field's baseline direction), a 1-D search.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from lfrefsr.warp import sample
+
+
+@dataclass
+class Matches:
+    """One match per centre. All tensors are (Ny, Nx) or (2, Ny, Nx); positions are (x, y) reference pixels."""
+
+    stride: int
+    position: torch.Tensor  # (2, Ny, Nx) float: matched reference pixel (x, y), sub-pixel if refined
+    score: torch.Tensor  # (Ny, Nx) best score
+    confidence: torch.Tensor  # (Ny, Nx) softmax probability of the best candidate within the window
+
+    @property
+    def centres(self) -> torch.Tensor:
+        """(2, Ny, Nx) HR pixel (x, y) of each centre."""
+        _, rows, cols = self.position.shape
+        ys = torch.arange(rows, dtype=torch.float32) * self.stride
+        xs = torch.arange(cols, dtype=torch.float32) * self.stride
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")  # each (Ny, Nx)
+        return torch.stack([grid_x, grid_y])
+
+    @property
+    def flow(self) -> torch.Tensor:
+        """(2, Ny, Nx): matched position minus centre (the SPEC flow convention)."""
+        return self.position - self.centres.to(self.position.device)
+
+
+def _parabola(minus: torch.Tensor, centre: torch.Tensor, plus: torch.Tensor) -> torch.Tensor:
+    """Sub-pixel offset of a parabola's peak through three equally spaced scores, within [-0.5, 0.5]."""
+    curvature = minus - 2 * centre + plus
+    offset = 0.5 * (minus - plus) / torch.where(curvature < 0, curvature, torch.full_like(curvature, -1e-12))
+    return torch.where(torch.isfinite(offset) & (curvature < 0), offset, torch.zeros_like(offset)).clamp(-0.5, 0.5)
+
+
+@torch.no_grad()
+def match(
+    target: torch.Tensor,
+    ref: torch.Tensor,
+    *,
+    stride: int,
+    search_range: int = 100,
+    ref_bias: torch.Tensor | None = None,
+    block: int = 8,
+    subpixel: bool = False,
+    direction: tuple[float, float] | None = None,
+) -> Matches:
+    """Match centre features ``target`` (C, Ny, Nx) against dense reference features ``ref`` (C, H, W).
+
+    ``direction`` (dx, dy): epipolar mode, candidates ``centre + k * direction / max(|dx|, |dy|)`` for
+    ``|k| <= search_range``. Otherwise a full 2-D search over ``|dx|, |dy| <= search_range``.
+    Features may be bfloat16 (scores then are too); the returned score is the confidence.
+    """
+    if direction is not None:
+        return _match_line(target, ref, stride=stride, search_range=search_range, ref_bias=ref_bias,
+                           direction=direction, subpixel=subpixel)
+    channels, rows, cols = target.shape
+    _, height, width = ref.shape
+    radius = int(search_range)
+    ref_hwc = ref.permute(1, 2, 0).contiguous()  # (H, W, C): window rows are contiguous, no copy per block
+    position = torch.zeros(2, rows, cols, device=target.device)
+    score = torch.full((rows, cols), float("-inf"), device=target.device)
+    for m0 in range(0, rows, block):
+        for n0 in range(0, cols, block):
+            m1, n1 = min(m0 + block, rows), min(n0 + block, cols)
+            y0, y1 = max(0, m0 * stride - radius), min(height, (m1 - 1) * stride + radius + 1)
+            x0, x1 = max(0, n0 * stride - radius), min(width, (n1 - 1) * stride + radius + 1)
+            if y0 >= y1 or x0 >= x1:
+                continue
+            feats = target[:, m0:m1, n0:n1].reshape(channels, -1)  # (C, bh*bw)
+            scores = torch.matmul(ref_hwc[y0:y1, x0:x1], feats)  # (h, w, bh*bw): one GEMM for the block
+            if ref_bias is not None:
+                scores = scores + ref_bias[y0:y1, x0:x1, None].to(scores.dtype)
+            scores = scores.view(y1 - y0, x1 - x0, m1 - m0, n1 - n0)  # (h, w, bh, bw)
+            for j in range(n1 - n0):  # columns first: each centre column has one contiguous column range
+                cx = (n0 + j) * stride
+                a, b = max(x0, cx - radius) - x0, min(x1, cx + radius + 1) - x0
+                col_best, col_index = scores[:, a:b, :, j].max(dim=1)  # (h, bh)
+                col_best = col_best.float()
+                cy = torch.arange(m0, m1, device=target.device) * stride  # (bh,)
+                ys = torch.arange(y0, y1, device=target.device)[:, None]  # (h, 1)
+                col_best = col_best.masked_fill((ys - cy[None]).abs() > radius, float("-inf"))  # rows outside
+                best, iy = col_best.max(dim=0)  # (bh,)
+                ix = col_index.gather(0, iy[None])[0] + a  # (bh,)
+                px, py = (ix + x0).float(), (iy + y0).float()
+                if subpixel:
+                    px = px + _parabola_peak(*_neighbours(scores[..., j], iy, ix, axis=1, lo=a, hi=b), best)
+                    py = py + _parabola_peak(*_neighbours(scores[..., j], iy, ix, axis=0, lo=0, hi=y1 - y0,
+                                                     limit=(cy - radius - y0, cy + radius - y0)), best)
+                position[0, m0:m1, n0 + j], position[1, m0:m1, n0 + j] = px, py
+                score[m0:m1, n0 + j] = best
+    return Matches(stride, position, score, score)
+
+
+def _neighbours(scores, iy, ix, *, axis, lo, hi, limit=None):
+    """Scores one step before and after the best (iy, ix) along ``axis`` of ``scores`` (h, w, bh); -inf outside."""
+    out = []
+    centres = torch.arange(len(iy), device=iy.device)
+    for step in (-1, 1):
+        ny, nx = (iy + step, ix) if axis == 0 else (iy, ix + step)
+        moved = ny if axis == 0 else nx
+        inside = (moved >= lo) & (moved < hi)
+        if limit is not None:
+            inside &= (moved >= limit[0]) & (moved <= limit[1])
+        values = scores[ny.clamp(0, scores.shape[0] - 1), nx.clamp(0, scores.shape[1] - 1), centres].float()
+        out.append(torch.where(inside, values, torch.full_like(values, float("-inf"))))
+    return out[0], out[1]
+
+
+def _parabola_peak(minus, plus, centre):
+    return _parabola(minus, centre, plus)
+
+
+def _match_line(target, ref, *, stride, search_range, ref_bias, direction, subpixel) -> Matches:
+    """Epipolar 1-D search: candidates along ``direction`` through each centre, features sampled bilinearly."""
+    channels, rows, cols = target.shape
+    _, height, width = ref.shape
+    dx, dy = (float(d) for d in direction)
+    norm = max(abs(dx), abs(dy))
+    if norm == 0:
+        raise ValueError("epipolar direction must be non-zero")
+    dx, dy = dx / norm, dy / norm
+    steps = torch.arange(-search_range, search_range + 1, device=target.device, dtype=torch.float32)  # (K,)
+    maps = ref if ref_bias is None else torch.cat([ref, ref_bias[None]], 0)  # bias rides along as a channel
+    position = torch.zeros(2, rows, cols, device=target.device)
+    score = torch.zeros(rows, cols, device=target.device)
+    confidence = torch.zeros(rows, cols, device=target.device)
+    xs = torch.arange(cols, device=target.device, dtype=torch.float32) * stride  # (Nx,)
+    for m in range(rows):
+        cand_x = xs[:, None] + steps[None] * dx  # (Nx, K)
+        cand_y = float(m * stride) + steps[None].expand(cols, -1) * dy  # (Nx, K)
+        coords = torch.stack([cand_x, cand_y])[None]  # (1, 2, Nx, K)
+        sampled = sample(maps[None].float(), coords, padding_mode="zeros")[0]  # (C[+1], Nx, K)
+        scores = torch.einsum("cn,cnk->nk", target[:, m].float(), sampled[:channels])  # (Nx, K)
+        if ref_bias is not None:
+            scores = scores + sampled[channels]
+        inside = (cand_x >= 0) & (cand_x <= width - 1) & (cand_y >= 0) & (cand_y <= height - 1)
+        scores = scores.masked_fill(~inside, float("-inf"))
+        best, index = scores.max(dim=-1)  # (Nx,)
+        k = steps[index]
+        if subpixel:
+            minus = scores.gather(-1, (index - 1).clamp(min=0)[:, None])[:, 0]
+            plus = scores.gather(-1, (index + 1).clamp(max=len(steps) - 1)[:, None])[:, 0]
+            minus = torch.where(index > 0, minus, torch.full_like(minus, float("-inf")))
+            plus = torch.where(index < len(steps) - 1, plus, torch.full_like(plus, float("-inf")))
+            k = k + _parabola(minus, best, plus)
+        position[0, m], position[1, m] = xs + k * dx, float(m * stride) + k * dy
+        score[m] = best
+        confidence[m] = torch.exp(best - torch.logsumexp(scores, dim=-1))
+    return Matches(stride, position, score, confidence)
+
+
+def brute_force(target: torch.Tensor, ref: torch.Tensor, *, stride: int, search_range: int,
+                ref_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """Reference implementation for tests: (2, Ny, Nx) best integer position by looping over centres."""
+    channels, rows, cols = target.shape
+    _, height, width = ref.shape
+    out = torch.zeros(2, rows, cols)
+    for m in range(rows):
+        for n in range(cols):
+            cy, cx = m * stride, n * stride
+            y0, y1 = max(0, cy - search_range), min(height, cy + search_range + 1)
+            x0, x1 = max(0, cx - search_range), min(width, cx + search_range + 1)
+            scores = torch.einsum("c,chw->hw", target[:, m, n], ref[:, y0:y1, x0:x1])
+            if ref_bias is not None:
+                scores = scores + ref_bias[y0:y1, x0:x1]
+            index = int(scores.flatten().argmax())
+            out[0, m, n], out[1, m, n] = x0 + index % (x1 - x0), y0 + index // (x1 - x0)
+    return out

@@ -1,0 +1,1 @@
+"""Training: configs (``pipelines/*.yaml``), synthetic training pairs, resumable loops for each network."""

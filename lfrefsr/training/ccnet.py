@@ -1,0 +1,200 @@
+"""Training CC-Net (paper section 3, Eq. 1): classification of the true match over a search window.
+
+Two modes, one loss (2-D softmax over the window, cross-entropy against the ground-truth position):
+
+``dense`` (the CPU recipe): per step, feature maps are computed once per crop pair -- target features on the
+8-pixel centre grid, dense reference features -- and every valid centre of the pair is a training sample, scored
+against all reference positions in one matrix product with the softmax restricted to the window around the truth.
+
+``patch`` (the paper): batches of 65-pixel target patches and 193-pixel reference patches centred on the truth,
+the 129 x 129 central reference features forming the window.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lfrefsr import protocol
+from lfrefsr.correspondence.inputs import lr_input, ref_input
+from lfrefsr.models import build_model
+from lfrefsr.training.common import (
+    Clock, CsvLog, load_checkpoint, restore_rng, rng_state, save_checkpoint, seed_everything,
+)
+from lfrefsr.training.pairs import Pair, PairConfig, load_training_photos, sample_pair
+
+log = logging.getLogger("lfrefsr.train")
+
+
+def degrade(pair_target: torch.Tensor, scale: int, noise: float, rng: np.random.Generator) -> torch.Tensor:
+    """HR (3, S, S) -> LR (1, 3, S/scale, S/scale) by the protocol, with sensor noise and 8-bit quantisation."""
+    lr = protocol.downsample(pair_target[None], scale)
+    if noise:
+        lr = lr + noise * torch.from_numpy(rng.standard_normal(lr.shape).astype(np.float32))
+    return (lr.clamp(0, 1) * 255).round() / 255
+
+
+def _centre_samples(pair: Pair, scale: int, window: int):
+    """Valid centres on the scale grid: (m, n) indices and the rounded true reference positions (x, y)."""
+    size = pair.target.shape[-1]
+    grid = torch.arange(0, size, scale)
+    flow = pair.flow[:, grid][:, :, grid]  # (2, S/s, S/s)
+    valid = pair.valid[grid][:, grid]  # (S/s, S/s)
+    gy, gx = torch.meshgrid(grid.float(), grid.float(), indexing="ij")
+    true_x, true_y = (gx + flow[0]).round(), (gy + flow[1]).round()
+    inside = (true_x >= 0) & (true_x < size) & (true_y >= 0) & (true_y < size)
+    shift_ok = ((true_x - gx).abs() <= window) & ((true_y - gy).abs() <= window)
+    keep = valid & inside & shift_ok
+    m, n = torch.nonzero(keep, as_tuple=True)
+    return m, n, true_x[keep].long(), true_y[keep].long()
+
+
+def dense_loss(model, pairs: list[Pair], *, scale: int, window: int, noise: float, reference_input: str,
+               rng: np.random.Generator, precision: str = "fp32") -> tuple[torch.Tensor, dict]:
+    """Mean cross-entropy over every valid centre of every pair, and accuracy at 0/1 px."""
+    losses, hits0, hits1, count = [], 0, 0, 0
+    for pair in pairs:
+        size = pair.target.shape[-1]
+        m, n, true_x, true_y = _centre_samples(pair, scale, window)
+        if len(m) == 0:
+            continue
+        lr = degrade(pair.target, scale, noise, rng)
+        ref = (pair.ref[None] * 255).round() / 255
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            target_features = model.features_on_grid(lr_input(lr, scale), scale, "lr")[0]  # (C, S/s, S/s)
+            ref_features = model(ref_input(ref, scale, reference_input), "ref")[0]  # (C, S, S)
+        feats = target_features[:, m, n].float().T  # (N, C)
+        scores = feats @ ref_features.float().reshape(ref_features.shape[0], -1)  # (N, S*S)
+        ys = torch.arange(size)
+        row_ok = (ys[None] - true_y[:, None]).abs() <= window  # (N, S)
+        col_ok = (ys[None] - true_x[:, None]).abs() <= window  # (N, S)
+        allowed = (row_ok[:, :, None] & col_ok[:, None, :]).reshape(len(m), -1)  # (N, S*S)
+        scores = scores.masked_fill(~allowed, float("-inf"))
+        target_index = true_y * size + true_x
+        losses.append(F.cross_entropy(scores, target_index, reduction="sum"))
+        with torch.no_grad():
+            best = scores.argmax(-1)
+            dist = torch.hypot((best % size - true_x).float(), (best // size - true_y).float())
+            hits0 += int((dist <= 0).sum())
+            hits1 += int((dist <= 1).sum())
+            count += len(m)
+    if count == 0:
+        return torch.zeros((), requires_grad=True), {"n": 0, "acc0": 0.0, "acc1": 0.0}
+    return torch.stack(losses).sum() / count, {"n": count, "acc0": hits0 / count, "acc1": hits1 / count}
+
+
+def patch_loss(model, pairs: list[Pair], *, scale: int, batch: int, noise: float, reference_input: str,
+               rng: np.random.Generator, precision: str = "fp32") -> tuple[torch.Tensor, dict]:
+    """The paper's recipe: 65-px target patches, 193-px reference patches, 129 x 129 softmax, batch ``batch``."""
+    lr_patches, ref_patches = [], []
+    half_t, half_r = 32, 96
+    for pair in pairs:
+        lr_up = lr_input(degrade(pair.target, scale, noise, rng), scale)[0]  # (3, S, S)
+        ref_in = ref_input((pair.ref[None] * 255).round() / 255, scale, reference_input)[0]
+        m, n, true_x, true_y = _centre_samples(pair, scale, window=10**6)
+        size = pair.target.shape[-1]
+        ok = ((m * scale >= half_t) & (m * scale < size - half_t) & (n * scale >= half_t) & (n * scale < size - half_t)
+              & (true_y >= half_r) & (true_y < size - half_r) & (true_x >= half_r) & (true_x < size - half_r))
+        for k in torch.nonzero(ok)[:, 0].tolist():
+            cy, cx, ry, rx = int(m[k]) * scale, int(n[k]) * scale, int(true_y[k]), int(true_x[k])
+            lr_patches.append(lr_up[:, cy - half_t : cy + half_t + 1, cx - half_t : cx + half_t + 1])
+            ref_patches.append(ref_in[:, ry - half_r : ry + half_r + 1, rx - half_r : rx + half_r + 1])
+    if not lr_patches:
+        return torch.zeros((), requires_grad=True), {"n": 0, "acc0": 0.0, "acc1": 0.0}
+    chosen = rng.permutation(len(lr_patches))[:batch]
+    lr_batch = torch.stack([lr_patches[i] for i in chosen])  # (B, 3, 65, 65)
+    ref_batch = torch.stack([ref_patches[i] for i in chosen])  # (B, 3, 193, 193)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        f = model(lr_batch, "lr")[:, :, half_t, half_t]  # (B, C): the centre's feature
+        g = model(ref_batch, "ref")[:, :, 32:161, 32:161]  # (B, C, 129, 129)
+    scores = torch.einsum("bc,bchw->bhw", f.float(), g.float()).flatten(1)  # (B, 129*129)
+    target_index = torch.full((len(chosen),), 64 * 129 + 64)
+    loss = F.cross_entropy(scores, target_index)
+    with torch.no_grad():
+        best = scores.argmax(-1)
+        dist = torch.hypot((best % 129 - 64).float(), (best // 129 - 64).float())
+    return loss, {"n": len(chosen), "acc0": float((dist <= 0).float().mean()), "acc1": float((dist <= 1).float().mean())}
+
+
+def train_ccnet(config: dict, out: str | Path, *, resume: bool = False, progress: bool = True,
+                max_steps: int | None = None) -> Path:
+    """Train from ``config`` into ``out`` (``last.pt`` checkpoints, ``log.csv``, ``weights.pt`` at the end)."""
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_cfg = dict(config["train"])
+    pair_cfg = PairConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["pairs"].items()})
+    torch.set_num_threads(int(train_cfg.get("threads", torch.get_num_threads())))
+    rng = seed_everything(int(train_cfg.get("seed", 0)))
+    model = build_model(config["model"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=float(train_cfg["lr"]))
+    steps = int(train_cfg["steps"])
+    lr_final = float(train_cfg.get("lr_final", train_cfg["lr"]))
+    schedule = lambda step: (lr_final / float(train_cfg["lr"])) ** (step / max(steps, 1))  # noqa: E731
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    step, elapsed = 0, 0.0
+    checkpoint = out / "last.pt"
+    if resume and checkpoint.exists():
+        state = load_checkpoint(checkpoint)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, elapsed, rng = int(state["step"]), float(state["elapsed"]), restore_rng(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resumed at step %d (%.0f s trained)", step, elapsed)
+    photos = load_training_photos([p for p in pair_cfg.photos if p == "skimage" or Path(p).is_dir()])
+    log_file = CsvLog(out / "log.csv", ["step", "seconds", "loss", "acc0", "acc1", "n", "lr"])
+    clock = Clock(float(train_cfg.get("checkpoint_minutes", 3)))
+    mode, precision = train_cfg.get("mode", "dense"), train_cfg.get("precision", "fp32")
+    common = {"scale": pair_cfg.scale, "noise": float(train_cfg.get("noise", 0.0)),
+              "reference_input": config.get("reference_input", "hr"), "precision": precision}
+
+    def save():
+        save_checkpoint(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                        scheduler=scheduler.state_dict(), step=step, elapsed=elapsed, rng=rng_state(rng),
+                        torch_rng=torch.get_rng_state(), config=config)
+
+    stop = steps if max_steps is None else min(steps, step + max_steps)
+    model.train()
+    bar = tqdm(total=stop, initial=step, desc="ccnet", unit="step", disable=not progress)
+    running = []
+    while step < stop:
+        started = time.perf_counter()
+        pairs = [sample_pair(rng, photos, pair_cfg) for _ in range(int(train_cfg.get("pairs_per_step", 1)))]
+        if mode == "dense":
+            loss, stats = dense_loss(model, pairs, window=int(train_cfg["window"]), rng=rng, **common)
+        else:
+            loss, stats = patch_loss(model, pairs, batch=int(train_cfg["batch"]), rng=rng, **common)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        elapsed += time.perf_counter() - started
+        running.append((float(loss.detach()), stats["acc0"], stats["acc1"], stats["n"]))
+        if step % int(train_cfg.get("log_every", 25)) == 0 or step == stop:
+            loss_mean, acc0, acc1, n = (float(np.mean([r[i] for r in running])) for i in range(4))
+            log_file.write(step=step, seconds=round(elapsed, 1), loss=round(loss_mean, 4), acc0=round(acc0, 4),
+                           acc1=round(acc1, 4), n=round(n, 1), lr=scheduler.get_last_lr()[0])
+            bar.set_postfix(loss=f"{loss_mean:.3f}", acc1=f"{acc1:.2f}")
+            running = []
+        if clock.due():
+            save()
+        bar.update(1)
+    bar.close()
+    save()
+    if step >= steps:
+        export_weights(model, config, out / "weights.pt", steps=step, seconds=elapsed)
+    return out
+
+
+def export_weights(model, config: dict, path: Path, **meta) -> None:
+    """The shippable file: model config + state dict + provenance, loadable with ``weights_only=True``."""
+    save_checkpoint(path, model_config=config["model"], reference_input=config.get("reference_input", "hr"),
+                    state_dict=model.state_dict(), meta={k: float(v) for k, v in meta.items()})
