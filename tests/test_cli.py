@@ -305,3 +305,14 @@ def test_device_cuda_without_gpu(command, lf_dir, out_dir):
     assert "cuda" in result.stderr.lower() and "gpu" in result.stderr.lower()
     assert "Traceback" not in result.output
     assert snapshot(out_dir) == before
+
+
+def test_demo_runs_the_whole_chain(tmp_path):
+    """README's first command ends in `lfrefsr demo`: it must work and print the PSNR table and outputs."""
+    result = run_cli(["demo", "--out", str(tmp_path / "demo"), "-q"])
+    assert result.exit_code == 0, result.output
+    assert "flowwarp" in result.output and "bicubic" in result.output
+    rows = [line.split() for line in result.output.splitlines() if line.startswith(("lightfield.zarr", "clip.zarr"))]
+    gains = {(row[0], row[1]): float(row[3]) for row in rows}
+    assert gains[("lightfield.zarr", "flowwarp")] > 1.0 and gains[("clip.zarr", "flowwarp")] > 1.0
+    assert (tmp_path / "demo" / "lightfield.zarr").is_dir() and (tmp_path / "demo" / "clip.zarr").is_dir()
