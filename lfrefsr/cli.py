@@ -287,6 +287,47 @@ def eval_video(src, json_path, scale, methods, device, max_frames):
     click.echo(table(result))
 
 
+class _MatcherList(_MethodList):
+    name = "matchers"
+
+    def convert(self, value, param, ctx):
+        from lfrefsr.correspondence.matchers import available
+
+        names = value if isinstance(value, list) else [n.strip() for n in str(value).split(",") if n.strip()]
+        unknown = [n for n in names if n not in available()]
+        if unknown or not names:
+            self.fail(f"unknown matcher {', '.join(unknown) or '(none)'}; available: {', '.join(available())}",
+                      param, ctx)
+        return names
+
+
+weights_option = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                              help="A checkpoint written by `lfrefsr train` instead of the shipped weights.")
+
+
+@eval_group.command("match")
+@click.argument("pair_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@json_option
+@scale_option
+@click.option("--search-range", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Search +-R HR pixels around each centre.")
+@click.option("--methods", type=_MatcherList(), default="ccnet,zncc,zncc_blurry,gradient", show_default=True,
+              help="Comma-separated matchers.")
+@weights_option
+@device_option
+@_verbosity
+@_handle_errors
+def eval_match(pair_dirs, json_path, scale, search_range, methods, weights, device):
+    """Cross-scale matching accuracy on PAIR_DIRS (pair folders, or folders of them), pooled and per pair."""
+    from lfrefsr.correspondence.evaluate import evaluate_match, table
+    from lfrefsr.evaluate import write_json
+
+    result = evaluate_match(pair_dirs, methods, scale=scale, search_range=search_range, weights=weights,
+                            device=device, progress=_progress())
+    write_json(result, json_path)
+    click.echo(table(result))
+
+
 @cli.command()
 @click.argument("network", type=click.Choice(["ccnet"]))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,

@@ -1,0 +1,152 @@
+"""Cross-scale matchers behind one interface: CC-Net and the classical baselines of the paper's Table 2.
+
+A matcher takes an LR target (3, h, w) and an HR reference (3, H, W), floats in [0, 1], and returns one match per
+LR pixel: centres at HR pixels (scale*m, scale*n) (``Matches``). ``prepare(ref)`` runs once per reference.
+
+    ccnet        CC-Net features, inner products (the shipped weights or ``weights=``)
+    zncc         ZNCC of 65-px patches: upsampled LR target against the raw HR reference
+    zncc_blurry  the same against the reference degraded by the protocol (the paper's ZNCC_blurry)
+    gradient     first- and second-order gradient features (Chang et al. 2004) of the blurred images, L2 distance
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+
+from lfrefsr import protocol
+from lfrefsr.correspondence import inputs
+from lfrefsr.correspondence.engine import Matches, match
+from lfrefsr.correspondence.zncc import zncc_match
+from lfrefsr.errors import LfrefsrError
+from lfrefsr.metrics import rgb_to_y
+
+_REGISTRY: dict[str, type["Matcher"]] = {}
+
+
+def register(cls):
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def get_matcher(name: str, **kwargs) -> "Matcher":
+    try:
+        cls = _REGISTRY[name]
+    except KeyError:
+        raise LfrefsrError(f"unknown matcher {name!r} (available: {', '.join(available())})") from None
+    return cls(**kwargs)
+
+
+class Matcher:
+    name: ClassVar[str] = ""
+
+    def __init__(self, scale: int = 8, search_range: int = 100, device: str = "cpu", subpixel: bool = False):
+        self.scale, self.search_range, self.device, self.subpixel = int(scale), int(search_range), device, subpixel
+
+    def prepare(self, ref: torch.Tensor):
+        return ref
+
+    def match(self, lr: torch.Tensor, context, direction: tuple[float, float] | None = None) -> Matches:
+        raise NotImplementedError
+
+
+@register
+class CCNetMatcher(Matcher):
+    """CC-Net: dense reference features once per reference, target features on the centre grid only."""
+
+    name = "ccnet"
+
+    def __init__(self, *, weights: str | Path | None = None, precision: str = "fp32", block: int = 8, **kwargs):
+        super().__init__(**kwargs)
+        from lfrefsr.weights import load_ccnet
+
+        self.model, self.reference_input = load_ccnet(weights, device=self.device)
+        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self.block = block
+
+    def _autocast(self):
+        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16)
+
+    @torch.inference_mode()
+    def prepare(self, ref: torch.Tensor) -> torch.Tensor:
+        image = inputs.ref_input(ref[None].to(self.device), self.scale, self.reference_input)
+        with self._autocast():
+            return self.model(image, "ref")[0].to(self.dtype)  # (C, H, W)
+
+    @torch.inference_mode()
+    def target_features(self, lr: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            feats = self.model.features_on_grid(inputs.lr_input(lr[None].to(self.device), self.scale), self.scale)
+        return feats[0].to(self.dtype)  # (C, h, w)
+
+    def match(self, lr, context, direction=None) -> Matches:
+        return match(self.target_features(lr), context, stride=self.scale, search_range=self.search_range,
+                     block=self.block, subpixel=self.subpixel, direction=direction)
+
+
+@register
+class ZNCC(Matcher):
+    name = "zncc"
+    blurry: ClassVar[bool] = False
+
+    def prepare(self, ref):
+        return protocol.blur(ref, self.scale) if self.blurry else ref
+
+    def match(self, lr, context, direction=None) -> Matches:
+        if direction is not None:
+            raise LfrefsrError("ZNCC has no epipolar mode")
+        return zncc_match(protocol.upsample(lr, self.scale), context, stride=self.scale,
+                          search_range=self.search_range)
+
+
+@register
+class ZNCCBlurry(ZNCC):
+    name = "zncc_blurry"
+    blurry = True
+
+
+@register
+class Gradient(Matcher):
+    """Chang et al. (2004) features as the PatchMatch RefSR baseline uses them: derivatives [-1, 0, 1] and
+    [1, 0, -2, 0, 1] of the luminance, horizontal and vertical, at LR scale (taps ``scale`` HR pixels apart) on the
+    blurred images, sampled on a 5 x 5 patch of LR pixels: 100 numbers per pixel, compared by L2 distance."""
+
+    name = "gradient"
+    patch = 5
+
+    def _features(self, image: torch.Tensor) -> torch.Tensor:
+        """(3, H, W) blurred image -> (4 * patch^2, H, W)."""
+        s = self.scale
+        luma = rgb_to_y(image).float()[None, None]  # (1, 1, H, W)
+        first = torch.tensor([-1.0, 0.0, 1.0])
+        second = torch.tensor([1.0, 0.0, -2.0, 0.0, 1.0])
+        maps = []
+        for kernel in (first, second):
+            k = kernel.numel()
+            pad = (k // 2) * s
+            horizontal = kernel.view(1, 1, 1, k)
+            vertical = kernel.view(1, 1, k, 1)
+            maps.append(F.conv2d(F.pad(luma, (pad, pad, 0, 0), mode="replicate"), horizontal, dilation=(1, s)))
+            maps.append(F.conv2d(F.pad(luma, (0, 0, pad, pad), mode="replicate"), vertical, dilation=(s, 1)))
+        grads = torch.cat(maps, 1)  # (1, 4, H, W)
+        half = (self.patch // 2) * s
+        padded = F.pad(grads, (half, half, half, half), mode="replicate")
+        patches = F.unfold(padded, self.patch, dilation=s)  # (1, 4*patch^2, H*W)
+        return patches.view(-1, *image.shape[-2:])  # (D, H, W)
+
+    def prepare(self, ref):
+        feats = self._features(protocol.blur(ref, self.scale))
+        return feats, -(feats * feats).sum(0)  # argmin |f - g|^2 = argmax 2<f, g> - |g|^2
+
+    def match(self, lr, context, direction=None) -> Matches:
+        feats_ref, bias = context
+        target = self._features(protocol.upsample(lr, self.scale))[:, :: self.scale, :: self.scale]  # (D, h, w)
+        return match(2 * target, feats_ref, stride=self.scale, search_range=self.search_range, ref_bias=bias,
+                     direction=direction, subpixel=self.subpixel)

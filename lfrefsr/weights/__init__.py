@@ -1,0 +1,72 @@
+"""Weights that ship with the package, checked against recorded sha256 sums, and loading of user checkpoints.
+
+Every file is read with ``torch.load(weights_only=True)``: tensors, numbers, strings and containers only, so a
+malicious pickle cannot run code. ``manifest.json`` records each shipped file's sha256, the config and the command
+that produced it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from lfrefsr.errors import LfrefsrError
+
+HERE = Path(__file__).parent
+MANIFEST = HERE / "manifest.json"
+
+
+def manifest() -> dict:
+    return json.loads(MANIFEST.read_text()) if MANIFEST.exists() else {}
+
+
+def shipped_path(name: str) -> Path:
+    entry = manifest().get(name)
+    if entry is None:
+        raise LfrefsrError(f"no shipped weights for {name!r} in this installation", MANIFEST)
+    return HERE / entry["file"]
+
+
+def verify(name: str) -> Path:
+    """The shipped file for ``name`` after checking its sha256 against the manifest."""
+    from lfrefsr.training.common import sha256
+
+    path = shipped_path(name)
+    expected = manifest()[name]["sha256"]
+    if not path.exists():
+        raise LfrefsrError("shipped weights missing", path)
+    if sha256(path) != expected:
+        raise LfrefsrError(f"shipped weights do not match their recorded sha256 {expected[:12]}...", path)
+    return path
+
+
+def load_file(path: str | Path) -> dict:
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise LfrefsrError("weights file not found", path) from None
+    except Exception as exc:
+        raise LfrefsrError(f"not a loadable weights file ({type(exc).__name__}; only plain tensors are accepted)",
+                           path) from None
+    if not isinstance(state, dict) or "state_dict" not in state or "model_config" not in state:
+        raise LfrefsrError("not an lfrefsr weights file (no model_config/state_dict)", path)
+    return state
+
+
+def load_ccnet(weights: str | Path | None = None, device: str = "cpu"):
+    """(model in eval mode, reference_input) from ``weights`` or the shipped CC-Net."""
+    from lfrefsr.models import build_model
+
+    path = Path(weights) if weights is not None else verify("ccnet")
+    state = load_file(path)
+    if state["model_config"].get("name") != "ccnet":
+        raise LfrefsrError(f"weights are for {state['model_config'].get('name')!r}, not CC-Net", path)
+    model = build_model(state["model_config"])
+    try:
+        model.load_state_dict(state["state_dict"])
+    except RuntimeError as exc:
+        raise LfrefsrError(f"weights do not fit the CC-Net architecture ({str(exc).splitlines()[0]})", path) from None
+    return model.eval().to(device), state.get("reference_input", "hr")

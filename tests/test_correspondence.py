@@ -1,0 +1,108 @@
+"""The matching engine against brute force, ZNCC against a direct computation, and `eval match`."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lfrefsr.correspondence.engine import brute_force, match
+from lfrefsr.correspondence.zncc import zncc_match
+from lfrefsr.metrics import rgb_to_y
+
+
+@pytest.mark.parametrize("block", [1, 3, 8])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_engine_argmax_equals_brute_force(block, with_bias):
+    torch.manual_seed(block)
+    target, ref = torch.randn(6, 7, 9), torch.randn(6, 60, 70)
+    bias = torch.randn(60, 70) if with_bias else None
+    found = match(target, ref, stride=8, search_range=13, block=block, ref_bias=bias)
+    torch.testing.assert_close(found.position, brute_force(target, ref, stride=8, search_range=13, ref_bias=bias))
+    assert found.flow.abs().max() <= 13
+
+
+def test_subpixel_refinement_finds_a_half_pixel_shift():
+    # a smooth reference and features equal to the reference shifted by half a pixel
+    ys, xs = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
+    ref = torch.stack([-((xs - 20) ** 2 + (ys - 20) ** 2) / 50, torch.ones_like(xs)])  # (2, 40, 40)
+    target = torch.tensor([1.0, 0.0]).view(2, 1, 1).expand(2, 5, 5).contiguous()
+    found = match(target, ref, stride=8, search_range=39, subpixel=True)
+    assert torch.allclose(found.position[:, 0, 0], torch.tensor([20.0, 20.0]))  # a symmetric peak stays put
+    refined = match(target, ref + torch.stack([xs * 0.02, 0 * xs]), stride=8, search_range=39, subpixel=True)
+    assert 20.0 < float(refined.position[0, 0, 0]) < 21.0
+
+
+def test_epipolar_mode_searches_along_the_line():
+    torch.manual_seed(0)
+    ref = torch.randn(8, 50, 50)
+    target = ref[:, ::8, ::8].clone()  # every centre's best match is itself...
+    target[:, 2, 2] = ref[:, 16 + 5, 16 + 5]  # ...but one centre matches 5 px down the diagonal
+    found = match(target, ref, stride=8, search_range=10, direction=(1, 1))
+    torch.testing.assert_close(found.position[:, 2, 2], torch.tensor([21.0, 21.0]))
+    torch.testing.assert_close(found.position[:, 1, 1], torch.tensor([8.0, 8.0]))
+    horizontal = match(target, ref, stride=8, search_range=10, direction=(1, 0))
+    assert float(horizontal.position[1, 2, 2]) == 16.0  # a horizontal search cannot leave the row
+
+
+def test_zncc_equals_a_direct_computation():
+    torch.manual_seed(0)
+    target, ref = torch.rand(3, 24, 32), torch.rand(3, 26, 30)
+    found = zncc_match(target, ref, stride=8, search_range=5, patch=7, chunk=4)
+    gray_t = F.pad(rgb_to_y(target).float()[None, None], (3, 3, 3, 3), mode="replicate")[0, 0]
+    gray_r = F.pad(rgb_to_y(ref).float()[None, None], (3, 3, 3, 3), mode="replicate")[0, 0]
+    for i, cy in enumerate(range(0, 24, 8)):
+        for j, cx in enumerate(range(0, 32, 8)):
+            patch = gray_t[cy : cy + 7, cx : cx + 7].flatten()
+            patch = (patch - patch.mean()) / patch.std(unbiased=False)
+            best = max(
+                (float((patch * ((q := gray_r[y : y + 7, x : x + 7].flatten()) - q.mean()) / q.std(unbiased=False)).mean()), x, y)
+                for y in range(max(0, cy - 5), min(26, cy + 6)) for x in range(max(0, cx - 5), min(30, cx + 6))
+            )
+            assert found.score[i, j] == pytest.approx(best[0], abs=1e-3)
+            assert (int(found.position[0, i, j]), int(found.position[1, i, j])) == best[1:]
+
+
+def _write_pair(folder, seed=0):
+    from lfrefsr.data.synthetic import make_lightfield
+    from lfrefsr.io.flow import write_flo
+    from lfrefsr.io.images import write_image
+
+    data = make_lightfield(grid=2, size=(96, 128), seed=seed, max_disparity=2.0)
+    folder.mkdir(parents=True)
+    write_image(folder / "target.png", data["hr"][1, 1])
+    write_image(folder / "reference.png", data["hr"][0, 0])
+    write_flo(folder / "flow.flo", data["flow"][1, 1])
+    write_image(folder / "valid.png", np.repeat((~data["occlusion"][1, 1])[None].astype(np.uint8) * 255, 3, 0))
+
+
+def test_eval_match_json(tmp_path):
+    from conftest import run_cli
+
+    _write_pair(tmp_path / "pairs" / "a", seed=1)
+    _write_pair(tmp_path / "pairs" / "b", seed=2)
+    out = tmp_path / "m.json"
+    result = run_cli(["eval", "match", str(tmp_path / "pairs"), "--json", str(out), "--methods",
+                      "zncc_blurry,gradient", "--search-range", "12", "-q"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["kind"] == "match" and len(doc["pairs"]) == 2
+    for name in ("zncc_blurry", "gradient"):
+        acc = doc["methods"][name]["acc"]
+        assert sorted(acc, key=int) == [str(t) for t in range(7)]
+        assert doc["methods"][name]["n"] > 50
+        values = [acc[str(t)] for t in range(7)]
+        assert values == sorted(values) and values[-1] > 50  # monotone in the threshold, and it finds matches
+
+
+def test_eval_match_malformed_flow_is_one_line(tmp_path):
+    from conftest import run_cli
+
+    _write_pair(tmp_path / "p")
+    (tmp_path / "p" / "flow.flo").write_bytes(b"PIEH" + b"\0" * 10)
+    result = run_cli(["eval", "match", str(tmp_path / "p"), "--json", str(tmp_path / "m.json"),
+                      "--methods", "gradient"])
+    assert result.exit_code != 0
+    assert "flow.flo" in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "m.json").exists()
