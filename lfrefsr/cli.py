@@ -329,7 +329,7 @@ def eval_match(pair_dirs, json_path, scale, search_range, methods, weights, devi
 
 
 @cli.command()
-@click.argument("network", type=click.Choice(["ccnet"]))
+@click.argument("network", type=click.Choice(["ccnet", "sisr", "ssnet"]))
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Training config (pipelines/*.yaml).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -344,10 +344,9 @@ def train(network, config_path, out, resume, max_steps):
 
     config = load_config(config_path)
     out = out or Path("runs") / config_path.stem
-    if network == "ccnet":
-        from lfrefsr.training.ccnet import train_ccnet
+    from lfrefsr.training import trainer
 
-        train_ccnet(config, out, resume=resume, progress=_progress(), max_steps=max_steps)
+    trainer(network)(config, out, resume=resume, progress=_progress(), max_steps=max_steps)
     click.echo(f"run folder: {out}")
 
 

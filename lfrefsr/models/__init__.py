@@ -13,4 +13,12 @@ def build_model(cfg: dict[str, Any]):
         from lfrefsr.models.ccnet import CCNet
 
         return CCNet(**cfg)
+    if name == "srresnet":
+        from lfrefsr.models.srresnet import SRResNetNN
+
+        return SRResNetNN(**cfg)
+    if name == "ssnet":
+        from lfrefsr.models.ssnet import SSNet
+
+        return SSNet(**cfg)
     raise ValueError(f"unknown model {name!r}")

@@ -13,7 +13,6 @@ the 129 x 129 central reference features forming the window.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,7 @@ import torch.nn.functional as F
 from lfrefsr import protocol
 from lfrefsr.correspondence.inputs import lr_input, ref_input
 from lfrefsr.models import build_model
-from lfrefsr.training.common import (
-    Clock, CsvLog, load_checkpoint, restore_rng, rng_state, save_checkpoint, seed_everything,
-)
+from lfrefsr.training.common import save_checkpoint, train_loop
 from lfrefsr.training.pairs import Pair, PairConfig, load_training_photos, sample_pair
 
 log = logging.getLogger("lfrefsr.train")
@@ -124,74 +121,22 @@ def patch_loss(model, pairs: list[Pair], *, scale: int, batch: int, noise: float
 def train_ccnet(config: dict, out: str | Path, *, resume: bool = False, progress: bool = True,
                 max_steps: int | None = None) -> Path:
     """Train from ``config`` into ``out`` (``last.pt`` checkpoints, ``log.csv``, ``weights.pt`` at the end)."""
-    from tqdm.auto import tqdm
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    train_cfg = dict(config["train"])
+    train_cfg = config["train"]
     pair_cfg = PairConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["pairs"].items()})
-    torch.set_num_threads(int(train_cfg.get("threads", torch.get_num_threads())))
-    rng = seed_everything(int(train_cfg.get("seed", 0)))
     model = build_model(config["model"])
-    optimizer = torch.optim.Adam(model.parameters(), lr=float(train_cfg["lr"]))
-    steps = int(train_cfg["steps"])
-    lr_final = float(train_cfg.get("lr_final", train_cfg["lr"]))
-    schedule = lambda step: (lr_final / float(train_cfg["lr"])) ** (step / max(steps, 1))  # noqa: E731
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    step, elapsed = 0, 0.0
-    checkpoint = out / "last.pt"
-    if resume and checkpoint.exists():
-        state = load_checkpoint(checkpoint)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, elapsed, rng = int(state["step"]), float(state["elapsed"]), restore_rng(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        log.info("resumed at step %d (%.0f s trained)", step, elapsed)
     photos = load_training_photos([p for p in pair_cfg.photos if p == "skimage" or Path(p).is_dir()])
-    log_file = CsvLog(out / "log.csv", ["step", "seconds", "loss", "acc0", "acc1", "n", "lr"])
-    clock = Clock(float(train_cfg.get("checkpoint_minutes", 3)))
-    mode, precision = train_cfg.get("mode", "dense"), train_cfg.get("precision", "fp32")
+    mode = train_cfg.get("mode", "dense")
     common = {"scale": pair_cfg.scale, "noise": float(train_cfg.get("noise", 0.0)),
-              "reference_input": config.get("reference_input", "hr"), "precision": precision}
+              "reference_input": config.get("reference_input", "hr"), "precision": train_cfg.get("precision", "fp32")}
 
-    def save():
-        save_checkpoint(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict(),
-                        scheduler=scheduler.state_dict(), step=step, elapsed=elapsed, rng=rng_state(rng),
-                        torch_rng=torch.get_rng_state(), config=config)
-
-    stop = steps if max_steps is None else min(steps, step + max_steps)
-    model.train()
-    bar = tqdm(total=stop, initial=step, desc="ccnet", unit="step", disable=not progress)
-    running = []
-    while step < stop:
-        started = time.perf_counter()
+    def step(rng: np.random.Generator):
         pairs = [sample_pair(rng, photos, pair_cfg) for _ in range(int(train_cfg.get("pairs_per_step", 1)))]
         if mode == "dense":
-            loss, stats = dense_loss(model, pairs, window=int(train_cfg["window"]), rng=rng, **common)
-        else:
-            loss, stats = patch_loss(model, pairs, batch=int(train_cfg["batch"]), rng=rng, **common)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
-        step += 1
-        elapsed += time.perf_counter() - started
-        running.append((float(loss.detach()), stats["acc0"], stats["acc1"], stats["n"]))
-        if step % int(train_cfg.get("log_every", 25)) == 0 or step == stop:
-            loss_mean, acc0, acc1, n = (float(np.mean([r[i] for r in running])) for i in range(4))
-            log_file.write(step=step, seconds=round(elapsed, 1), loss=round(loss_mean, 4), acc0=round(acc0, 4),
-                           acc1=round(acc1, 4), n=round(n, 1), lr=scheduler.get_last_lr()[0])
-            bar.set_postfix(loss=f"{loss_mean:.3f}", acc1=f"{acc1:.2f}")
-            running = []
-        if clock.due():
-            save()
-        bar.update(1)
-    bar.close()
-    save()
-    if step >= steps:
-        export_weights(model, config, out / "weights.pt", steps=step, seconds=elapsed)
-    return out
+            return dense_loss(model, pairs, window=int(train_cfg["window"]), rng=rng, **common)
+        return patch_loss(model, pairs, batch=int(train_cfg["batch"]), rng=rng, **common)
+
+    return train_loop(config, out, model, step, name="ccnet", resume=resume, progress=progress, max_steps=max_steps,
+                      export=lambda path, **meta: export_weights(model, config, path, **meta))
 
 
 def export_weights(model, config: dict, path: Path, **meta) -> None:

@@ -111,3 +111,75 @@ def state_dict_bytes(model: torch.nn.Module) -> bytes:
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getvalue()
+
+
+def train_loop(config: dict, out, model: torch.nn.Module, step_fn, *, name: str, resume: bool = False,
+               progress: bool = True, max_steps: int | None = None, export=None, parameters=None) -> Path:
+    """The loop every network shares: Adam with exponential decay from ``lr`` to ``lr_final``, a checkpoint every
+    ``checkpoint_minutes`` (model, optimiser, schedule, step, RNG states), ``--resume``, a CSV log, and
+    ``export(path, steps=, seconds=)`` once the configured steps are done.
+
+    ``step_fn(rng) -> (loss, stats)`` draws its own data; stats hold ``acc0``/``acc1``/``n`` or any numbers.
+    """
+    import logging
+
+    from tqdm.auto import tqdm
+
+    log = logging.getLogger("lfrefsr.train")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    train_cfg = config["train"]
+    torch.set_num_threads(int(train_cfg.get("threads", torch.get_num_threads())))
+    rng = seed_everything(int(train_cfg.get("seed", 0)))
+    optimizer = torch.optim.Adam(parameters if parameters is not None else model.parameters(),
+                                 lr=float(train_cfg["lr"]))
+    steps = int(train_cfg["steps"])
+    decay = float(train_cfg.get("lr_final", train_cfg["lr"])) / float(train_cfg["lr"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: decay ** (k / max(steps, 1)))
+    step, elapsed = 0, 0.0
+    checkpoint = out / "last.pt"
+    if resume and checkpoint.exists():
+        state = load_checkpoint(checkpoint)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        step, elapsed, rng = int(state["step"]), float(state["elapsed"]), restore_rng(state["rng"])
+        torch.set_rng_state(state["torch_rng"])
+        log.info("resumed %s at step %d (%.0f s trained)", name, step, elapsed)
+    fields = list(train_cfg.get("log_fields", ["loss", "acc0", "acc1", "n"]))
+    log_file = CsvLog(out / "log.csv", ["step", "seconds", *fields, "lr"])
+    clock = Clock(float(train_cfg.get("checkpoint_minutes", 3)))
+
+    def save():
+        save_checkpoint(checkpoint, model=model.state_dict(), optimizer=optimizer.state_dict(),
+                        scheduler=scheduler.state_dict(), step=step, elapsed=elapsed, rng=rng_state(rng),
+                        torch_rng=torch.get_rng_state(), config=config)
+
+    stop = steps if max_steps is None else min(steps, step + max_steps)
+    model.train()
+    bar = tqdm(total=stop, initial=step, desc=name, unit="step", disable=not progress)
+    running: list[dict] = []
+    while step < stop:
+        started = time.perf_counter()
+        loss, stats = step_fn(rng)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        elapsed += time.perf_counter() - started
+        running.append({"loss": float(loss.detach()), **stats})
+        if step % int(train_cfg.get("log_every", 25)) == 0 or step == stop:
+            means = {f: float(np.mean([r[f] for r in running if f in r])) for f in fields}
+            log_file.write(step=step, seconds=round(elapsed, 1), lr=scheduler.get_last_lr()[0],
+                           **{k: round(v, 5) for k, v in means.items()})
+            bar.set_postfix(loss=f"{means['loss']:.4f}")
+            running = []
+        if clock.due():
+            save()
+        bar.update(1)
+    bar.close()
+    save()
+    if step >= steps and export is not None:
+        export(out / "weights.pt", steps=step, seconds=elapsed)
+    return out

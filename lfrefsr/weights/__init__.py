@@ -56,17 +56,45 @@ def load_file(path: str | Path) -> dict:
     return state
 
 
-def load_ccnet(weights: str | Path | None = None, device: str = "cpu"):
-    """(model in eval mode, reference_input) from ``weights`` or the shipped CC-Net."""
+def load_network(kind: str, weights: str | Path | None = None, device: str = "cpu"):
+    """(model in eval mode, the weights file's dict) for network ``kind`` (ccnet, sisr, ssnet) from ``weights`` or
+    the shipped file. A file of another architecture is refused with one line."""
     from lfrefsr.models import build_model
 
-    path = Path(weights) if weights is not None else verify("ccnet")
+    path = Path(weights) if weights is not None else verify(kind)
     state = load_file(path)
-    if state["model_config"].get("name") != "ccnet":
-        raise LfrefsrError(f"weights are for {state['model_config'].get('name')!r}, not CC-Net", path)
+    expected = {"ccnet": "ccnet", "sisr": "srresnet", "ssnet": "ssnet"}[kind]
+    found = state["model_config"].get("name")
+    if found != expected:
+        raise LfrefsrError(f"weights are for {found!r}, not {expected!r}", path)
     model = build_model(state["model_config"])
     try:
         model.load_state_dict(state["state_dict"])
     except RuntimeError as exc:
-        raise LfrefsrError(f"weights do not fit the CC-Net architecture ({str(exc).splitlines()[0]})", path) from None
-    return model.eval().to(device), state.get("reference_input", "hr")
+        raise LfrefsrError(f"weights do not fit the {expected} architecture ({str(exc).splitlines()[0]})",
+                           path) from None
+    return model.eval().to(device), state
+
+
+def load_ccnet(weights: str | Path | None = None, device: str = "cpu"):
+    """(CC-Net in eval mode, its reference input mode) from ``weights`` or the shipped CC-Net."""
+    model, state = load_network("ccnet", weights, device)
+    return model, state.get("reference_input", "hr")
+
+
+def ship(kind: str, source: str | Path, *, config: str, command: str) -> Path:
+    """Copy a trained ``weights.pt`` into the package and record its sha256, config and command."""
+    import shutil
+
+    from lfrefsr.training.common import sha256
+
+    state = load_file(source)  # refuse anything that would not load
+    target = HERE / f"{kind}.pt"
+    shutil.copyfile(source, target)
+    entries = manifest()
+    entries[kind] = {"file": target.name, "sha256": sha256(target), "config": config, "command": command,
+                     "meta": state.get("meta", {})}
+    from lfrefsr.io.atomic import write_text
+
+    write_text(MANIFEST, json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    return target

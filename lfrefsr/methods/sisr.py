@@ -1,0 +1,67 @@
+"""``sisr``: SRResNet + NN single-image super-resolution with the shipped weights (no reference used).
+
+``sliding=True`` is the paper's "SRResNet + NN + sliding": overlapping ``patch`` x ``patch`` LR windows every
+``stride`` pixels, predictions averaged (the same statistics at test as in training, at many times the cost).
+A scale other than the network's runs the network and resizes its output (antialiased bicubic).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lfrefsr.methods.base import Method, ViewHint, register
+
+
+def run_sliding(model, lr: torch.Tensor, patch: int, stride: int, batch: int = 32) -> torch.Tensor:
+    """(1, 3, h, w) -> (1, 3, h*s, w*s) by averaging predictions of overlapping LR windows."""
+    from lfrefsr.synthesis import patch_origins
+
+    _, _, h, w = lr.shape
+    s = model.scale
+    rows, cols = patch_origins(h, patch, stride), patch_origins(w, patch, stride)
+    padded = F.pad(lr, (0, cols[-1] + patch - w, 0, rows[-1] + patch - h), mode="replicate")
+    out = torch.zeros(1, 3, padded.shape[2] * s, padded.shape[3] * s)
+    count = torch.zeros(1, 1, *out.shape[2:])
+    origins = [(i, j) for i in rows for j in cols]
+    for start in range(0, len(origins), batch):
+        chunk = origins[start : start + batch]
+        windows = torch.cat([padded[:, :, i : i + patch, j : j + patch] for i, j in chunk])  # (B, 3, p, p)
+        predictions = model(windows).float()  # (B, 3, p*s, p*s)
+        for (i, j), prediction in zip(chunk, predictions):
+            out[0, :, i * s : (i + patch) * s, j * s : (j + patch) * s] += prediction
+            count[0, :, i * s : (i + patch) * s, j * s : (j + patch) * s] += 1
+    return (out / count)[:, :, : h * s, : w * s]
+
+
+def resize_to(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if tuple(image.shape[-2:]) == tuple(size):
+        return image
+    return F.interpolate(image, size=size, mode="bicubic", antialias=True, align_corners=False)
+
+
+@register
+class SISR(Method):
+    name = "sisr"
+    uses_reference = False
+
+    def __init__(self, scale: int = 8, device="cpu", *, weights=None, sliding: bool = False, patch: int = 24,
+                 stride: int = 2):
+        super().__init__(scale, device)
+        from lfrefsr.weights import load_network
+
+        self.model, _ = load_network("sisr", weights, device=str(self.device))
+        self.sliding, self.patch, self.stride = sliding, patch, stride
+
+    def prepare(self, ref):
+        return None
+
+    @torch.inference_mode()
+    def super_resolve(self, lr: torch.Tensor, context=None, hint: ViewHint | None = None) -> torch.Tensor:
+        lr = lr.to(self.device)[None]  # (1, 3, h, w)
+        if self.sliding:
+            sr = run_sliding(self.model, lr, self.patch, self.stride)
+        else:
+            sr = self.model(lr)
+        size = (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
+        return resize_to(sr.float(), size)[0].clamp(0.0, 1.0)

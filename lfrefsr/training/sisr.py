@@ -1,0 +1,62 @@
+"""Pre-training SRResNet + NN for single-image SR (its body becomes SS-Net's frozen LR feature extractor).
+
+Data: random crops of real photographs (scikit-image's and any configured folder), random flips and 90-degree
+rotations, an HR offset of 0..scale-1 before the protocol's down-sampling, 8-bit LR. L1 loss.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lfrefsr import protocol
+from lfrefsr.models import build_model
+from lfrefsr.training.common import save_checkpoint, train_loop
+from lfrefsr.training.pairs import load_training_photos
+
+
+def random_crops(rng: np.random.Generator, photos: list[torch.Tensor], count: int, size: int) -> torch.Tensor:
+    """(count, 3, size, size) random crops (photos smaller than ``size`` are upscaled first), flipped and rotated."""
+    crops = []
+    for _ in range(count):
+        photo = photos[int(rng.integers(len(photos)))]
+        if min(photo.shape[1:]) < size:
+            factor = size / min(photo.shape[1:]) + 1e-3
+            photo = F.interpolate(photo[None], scale_factor=factor, mode="bicubic", align_corners=False)[0]
+        y0 = int(rng.integers(photo.shape[1] - size + 1))
+        x0 = int(rng.integers(photo.shape[2] - size + 1))
+        crop = photo[:, y0 : y0 + size, x0 : x0 + size]
+        if rng.random() < 0.5:
+            crop = crop.flip(-1)
+        crops.append(torch.rot90(crop, int(rng.integers(4)), dims=(-2, -1)))
+    return torch.stack(crops).clamp(0, 1)
+
+
+def train_sisr(config: dict, out: str | Path, *, resume: bool = False, progress: bool = True,
+               max_steps: int | None = None) -> Path:
+    train_cfg = config["train"]
+    model = build_model(config["model"])
+    scale = int(config["model"]["scale"])
+    photos = load_training_photos([p for p in config["photos"] if p == "skimage" or Path(p).is_dir()])
+    patch, batch = int(train_cfg["patch"]), int(train_cfg["batch"])
+    precision = train_cfg.get("precision", "fp32")
+
+    def step(rng: np.random.Generator):
+        hr = random_crops(rng, photos, batch, patch * scale)  # (B, 3, P*s, P*s)
+        lr = (protocol.downsample(hr, scale) * 255).round() / 255  # 8-bit LR as stored
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            sr = model(lr)
+        loss = F.l1_loss(sr.float(), hr)
+        with torch.no_grad():
+            mse = F.mse_loss(sr.float().clamp(0, 1), hr)
+        return loss, {"psnr": float(10 * torch.log10(1 / mse))}
+
+    def export(path, **meta):
+        save_checkpoint(path, model_config=config["model"], state_dict=model.state_dict(),
+                        meta={k: float(v) for k, v in meta.items()})
+
+    return train_loop(config, out, model, step, name="sisr", resume=resume, progress=progress,
+                      max_steps=max_steps, export=export)

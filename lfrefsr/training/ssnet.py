@@ -1,0 +1,113 @@
+"""Training SS-Net (paper section 5.2): patches of synthetic pairs with correspondences precomputed by CC-Net.
+
+As the paper does, the expensive parts are amortised: a pool of prepared pairs (LR features of the frozen SRResNet,
+its SR output as the residual base, CC-Net matches and the reference patches they select) is refreshed one pair every
+``refresh_every`` steps, and each step samples a batch of p x p LR patches from the pool.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from lfrefsr.correspondence.matchers import get_matcher
+from lfrefsr.models import build_model
+from lfrefsr.synthesis import dense_flow
+from lfrefsr.training.ccnet import degrade
+from lfrefsr.training.common import save_checkpoint, train_loop
+from lfrefsr.training.pairs import PairConfig, load_training_photos, sample_pair
+from lfrefsr.warp import warp
+
+
+class PairPool:
+    """Prepared training pairs: everything SS-Net's inputs need, computed once per pair."""
+
+    def __init__(self, config: dict, photos, rng: np.random.Generator):
+        self.pair_cfg = PairConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["pairs"].items()})
+        train = config["train"]
+        from lfrefsr.weights import load_network
+
+        self.sisr, _ = load_network("sisr", config.get("sisr_weights"))
+        self.matcher = get_matcher("ccnet", scale=self.pair_cfg.scale, search_range=int(train["search_range"]),
+                                   weights=config.get("ccnet_weights"))
+        self.photos, self.noise = photos, float(train.get("noise", 0.0))
+        self.ref_patches = config.get("ref_patches", "warp")
+        self.items = [self.prepare(rng) for _ in range(int(train["pool"]))]
+
+    @torch.no_grad()
+    def prepare(self, rng: np.random.Generator) -> dict:
+        scale = self.pair_cfg.scale
+        pair = sample_pair(rng, self.photos, self.pair_cfg)
+        lr = degrade(pair.target, scale, self.noise, rng)  # (1, 3, h, w)
+        ref = (pair.ref * 255).round() / 255  # (3, S, S)
+        matches = self.matcher.match(lr[0], self.matcher.prepare(ref))
+        flow = matches.flow.float()  # (2, h, w)
+        if self.ref_patches == "warp":
+            aligned = warp(ref[None], dense_flow(flow, scale, ref.shape[-2:])[None])[0]  # (3, S, S)
+        else:
+            aligned = ref
+        return {"lr_features": self.sisr.features(lr)[0], "base": self.sisr(lr)[0].clamp(0, 1), "hr": pair.target,
+                "ref": aligned, "flow": flow.round().long()}
+
+    def refresh(self, rng: np.random.Generator) -> None:
+        self.items[int(rng.integers(len(self.items)))] = self.prepare(rng)
+
+    def batch(self, rng: np.random.Generator, count: int, patch: int):
+        """count random patches: LR features (B, Cl, p, p), reference (B, 3, P, P), base, HR target."""
+        scale = self.pair_cfg.scale
+        big = patch * scale
+        lr_features, refs, bases, hrs = [], [], [], []
+        for _ in range(count):
+            item = self.items[int(rng.integers(len(self.items)))]
+            h, w = item["lr_features"].shape[1:]
+            i, j = int(rng.integers(h - patch + 1)), int(rng.integers(w - patch + 1))
+            y, x = i * scale, j * scale
+            lr_features.append(item["lr_features"][:, i : i + patch, j : j + patch])
+            bases.append(item["base"][:, y : y + big, x : x + big])
+            hrs.append(item["hr"][:, y : y + big, x : x + big])
+            if self.ref_patches == "warp":
+                refs.append(item["ref"][:, y : y + big, x : x + big])
+            else:  # the paper: one displacement per patch, from its centre LR pixel's match
+                dx, dy = (int(v) for v in item["flow"][:, i + patch // 2, j + patch // 2])
+                padded = F.pad(item["ref"][None], (big, big, big, big), mode="replicate")[0]
+                refs.append(padded[:, y + dy + big : y + dy + 2 * big, x + dx + big : x + dx + 2 * big])
+        return torch.stack(lr_features), torch.stack(refs), torch.stack(bases), torch.stack(hrs)
+
+
+def train_ssnet(config: dict, out: str | Path, *, resume: bool = False, progress: bool = True,
+                max_steps: int | None = None) -> Path:
+    train_cfg = config["train"]
+    model = build_model(config["model"])
+    photos = load_training_photos([p for p in config["pairs"]["photos"] if p == "skimage" or Path(p).is_dir()])
+    pool: PairPool | None = None
+    patch, batch = int(train_cfg.get("patch", 8)), int(train_cfg["batch"])
+    precision = train_cfg.get("precision", "fp32")
+    refresh_every = int(train_cfg.get("refresh_every", 4))
+    counter = {"step": 0}
+
+    def step(rng: np.random.Generator):
+        nonlocal pool
+        if pool is None:  # built from the (possibly resumed) generator, so a resumed run continues the stream
+            pool = PairPool(config, photos, rng)
+        counter["step"] += 1
+        if counter["step"] % refresh_every == 0:
+            pool.refresh(rng)
+        lr_features, refs, bases, hrs = pool.batch(rng, batch, patch)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            sr, _ = model(lr_features, refs, bases if model.residual else None)
+        loss = F.l1_loss(sr.float(), hrs)
+        with torch.no_grad():
+            psnr = 10 * torch.log10(1 / F.mse_loss(sr.float().clamp(0, 1), hrs))
+            psnr_base = 10 * torch.log10(1 / F.mse_loss(bases, hrs))
+        return loss, {"psnr": float(psnr), "gain": float(psnr - psnr_base)}
+
+    def export(path, **meta):
+        save_checkpoint(path, model_config=config["model"], state_dict=model.state_dict(),
+                        synthesis={k: config[k] for k in ("ref_patches", "blend") if k in config},
+                        meta={k: float(v) for k, v in meta.items()})
+
+    return train_loop(config, out, model, step, name="ssnet", resume=resume, progress=progress,
+                      max_steps=max_steps, export=export)

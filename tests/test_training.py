@@ -1,0 +1,85 @@
+"""Training runs resume, configs are parsed safely, and weights files are checked before use."""
+
+import pickle
+
+import pytest
+import torch
+import yaml
+
+from conftest import run_cli
+from lfrefsr.errors import LfrefsrError
+
+TINY_CCNET = {
+    "model": {"name": "ccnet", "width": 0.25, "out_channels": 16, "normalize": True},
+    "reference_input": "blurred",
+    "pairs": {"size": 64, "scale": 8, "grid": 3, "max_disparity": 1.0, "motion": 0.5, "max_frame_gap": 1,
+              "brightness": 0.0, "photos": ["skimage"]},
+    "train": {"mode": "dense", "steps": 4, "lr": 1e-3, "window": 16, "log_every": 1, "threads": 1, "seed": 3},
+}
+
+
+def _config(tmp_path, config=TINY_CCNET, name="tiny.yaml"):
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def test_train_resumes_and_exports(tmp_path):
+    config, out = _config(tmp_path), tmp_path / "run"
+    first = run_cli(["train", "ccnet", "--config", str(config), "--out", str(out), "--max-steps", "2", "-q"])
+    assert first.exit_code == 0, first.output
+    assert (out / "last.pt").exists() and not (out / "weights.pt").exists()
+    state = torch.load(out / "last.pt", weights_only=True)
+    assert state["step"] == 2
+    second = run_cli(["train", "ccnet", "--config", str(config), "--out", str(out), "--resume", "-q"])
+    assert second.exit_code == 0, second.output
+    steps = [line.split(",")[0] for line in (out / "log.csv").read_text().splitlines()[1:]]
+    assert steps == ["1", "2", "3", "4"]  # continued, not restarted
+    from lfrefsr.weights import load_ccnet
+
+    model, reference_input = load_ccnet(out / "weights.pt")
+    assert reference_input == "blurred" and model.out_channels == 16
+
+
+def test_config_base_and_malformed_yaml(tmp_path):
+    from lfrefsr.training.common import load_config
+
+    (tmp_path / "base.yaml").write_text(yaml.safe_dump(TINY_CCNET))
+    (tmp_path / "child.yaml").write_text("base: base.yaml\ntrain: {steps: 9}\n")
+    merged = load_config(tmp_path / "child.yaml")
+    assert merged["train"]["steps"] == 9 and merged["train"]["lr"] == 1e-3
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    result = run_cli(["train", "ccnet", "--config", str(bad), "--out", str(tmp_path / "r")])
+    assert result.exit_code != 0 and "bad.yaml" in result.stderr and "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+    (tmp_path / "evil.yaml").write_text("model: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(LfrefsrError, match="malformed YAML"):
+        load_config(tmp_path / "evil.yaml")
+
+
+class _Evil:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_weights_are_loaded_safely(tmp_path):
+    from lfrefsr.weights import load_ccnet, load_network
+
+    evil = tmp_path / "evil.pt"
+    with open(evil, "wb") as handle:
+        pickle.dump({"state_dict": _Evil(), "model_config": {"name": "ccnet"}}, handle)
+    with pytest.raises(LfrefsrError, match="only plain tensors"):
+        load_ccnet(evil)
+    from lfrefsr.models.srresnet import SRResNetNN
+
+    other = tmp_path / "sisr.pt"
+    torch.save({"model_config": {"name": "srresnet", "num_blocks": 1, "features": 8},
+                "state_dict": SRResNetNN(num_blocks=1, features=8).state_dict()}, other)
+    with pytest.raises(LfrefsrError, match="not 'ccnet'"):
+        load_ccnet(other)
+    wrong_shape = tmp_path / "wrong.pt"
+    torch.save({"model_config": {"name": "srresnet", "num_blocks": 2, "features": 8},
+                "state_dict": SRResNetNN(num_blocks=1, features=8).state_dict()}, wrong_shape)
+    with pytest.raises(LfrefsrError, match="do not fit"):
+        load_network("sisr", wrong_shape)
