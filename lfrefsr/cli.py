@@ -49,18 +49,26 @@ GRID = _IntPair("x", "grid", 1)
 POSITION = _IntPair(",", "position U,V", 0)
 
 
-class _MethodList(click.ParamType):
-    name = "methods"
+class _NameList(click.ParamType):
+    """Comma-separated names checked against a registry module's ``available()``."""
+
+    def __init__(self, what: str, registry: str):
+        self.name, self.what, self.registry = f"{what}s", what, registry
 
     def convert(self, value, param, ctx):
-        from lfrefsr.methods import available
+        import importlib
 
+        available = importlib.import_module(self.registry).available()
         names = value if isinstance(value, list) else [n.strip() for n in str(value).split(",") if n.strip()]
-        unknown = [n for n in names if n not in available()]
+        unknown = [n for n in names if n not in available]
         if unknown or not names:
-            self.fail(f"unknown method {', '.join(unknown) or '(none)'}; available: {', '.join(available())}",
+            self.fail(f"unknown {self.what} {', '.join(unknown) or '(none)'}; available: {', '.join(available)}",
                       param, ctx)
         return names
+
+
+METHODS = _NameList("method", "lfrefsr.methods")
+MATCHERS = _NameList("matcher", "lfrefsr.correspondence.matchers")
 
 
 def _scale_check(ctx, param, value):
@@ -220,7 +228,7 @@ def ingest_video_command(src, store, scale, keyframe_every, max_frames, overwrit
 
 @cli.command()
 @click.argument("stores", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--method", type=_MethodList(), default="flowwarp", show_default=True,
+@click.option("--method", type=METHODS, default="flowwarp", show_default=True,
               help="Method name (one).")
 @click.option("--ref", type=POSITION, default=None, help="Reference view U,V [default: the store's].")
 @click.option("--reference", type=click.Choice(choices(ReferenceMode)),
@@ -251,7 +259,7 @@ def eval_group():
     """The x8 protocol: PSNR/SSIM of each method (SPEC eval JSON)."""
 
 
-methods_option = click.option("--methods", type=_MethodList(), default="bicubic,flowwarp", show_default=True,
+methods_option = click.option("--methods", type=METHODS, default="bicubic,flowwarp", show_default=True,
                               help="Comma-separated method names.")
 
 
@@ -287,20 +295,6 @@ def eval_video(src, json_path, scale, methods, device, max_frames):
     click.echo(table(result))
 
 
-class _MatcherList(_MethodList):
-    name = "matchers"
-
-    def convert(self, value, param, ctx):
-        from lfrefsr.correspondence.matchers import available
-
-        names = value if isinstance(value, list) else [n.strip() for n in str(value).split(",") if n.strip()]
-        unknown = [n for n in names if n not in available()]
-        if unknown or not names:
-            self.fail(f"unknown matcher {', '.join(unknown) or '(none)'}; available: {', '.join(available())}",
-                      param, ctx)
-        return names
-
-
 weights_option = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
                               help="A checkpoint written by `lfrefsr train` instead of the shipped weights.")
 
@@ -311,7 +305,7 @@ weights_option = click.option("--weights", type=click.Path(dir_okay=False, path_
 @scale_option
 @click.option("--search-range", type=click.IntRange(min=1), default=100, show_default=True,
               help="Search +-R HR pixels around each centre.")
-@click.option("--methods", type=_MatcherList(), default="ccnet,zncc,zncc_blurry,gradient", show_default=True,
+@click.option("--methods", type=MATCHERS, default="ccnet,zncc,zncc_blurry,gradient", show_default=True,
               help="Comma-separated matchers.")
 @weights_option
 @device_option

@@ -45,6 +45,15 @@ def check_output(store_path: Path, overwrite: bool) -> None:
         raise StoreError("output location is not writable", parent)
 
 
+def _start(src, store_path, overwrite: bool) -> tuple[Path, Path]:
+    """The checks every ingest makes before reading anything: output free and writable, input present."""
+    src, store_path = Path(src), Path(store_path)
+    check_output(store_path, overwrite)
+    if not src.exists():
+        raise InputError("input not found", src)
+    return src, store_path
+
+
 def _common_size(paths: list[Path]) -> tuple[int, int]:
     sizes: dict[tuple[int, int], Path] = {}
     for path in paths:
@@ -145,10 +154,7 @@ def ingest_lf(
     progress: bool = True,
 ) -> Store:
     """A light-field folder (or a folder of capture subfolders) -> a light-field (or light-field video) store."""
-    src, store_path = Path(src), Path(store_path)
-    check_output(store_path, overwrite)
-    if not src.exists():
-        raise InputError("input not found", src)
+    src, store_path = _start(src, store_path, overwrite)
     captures = _captures(src, pattern, index_base)
     grids = [layouts.detect(c, pattern=pattern, index_base=index_base).cut(grid, origin) for c in captures]
     rows, cols = grids[0].rows, grids[0].cols
@@ -190,10 +196,7 @@ def ingest_video(
     """A video file or a folder of frames -> a video store; HR kept on every frame or only on keyframes."""
     from lfrefsr.io import video
 
-    src, store_path = Path(src), Path(store_path)
-    check_output(store_path, overwrite)
-    if not src.exists():
-        raise InputError("input not found", src)
+    src, store_path = _start(src, store_path, overwrite)
     if keyframe_every is not None and keyframe_every < 1:
         raise InputError(f"--keyframe-every must be >= 1, got {keyframe_every}")
     if max_frames is not None and max_frames < 2:
