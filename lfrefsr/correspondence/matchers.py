@@ -63,22 +63,36 @@ class CCNetMatcher(Matcher):
 
     name = "ccnet"
 
-    def __init__(self, *, weights: str | Path | None = None, precision: str = "fp32", block: int = 8, **kwargs):
+    def __init__(self, *, weights: str | Path | None = None, precision: str = "fp32", block: int = 8,
+                 strip: int = 256, **kwargs):
         super().__init__(**kwargs)
         from lfrefsr.weights import load_ccnet
 
         self.model, self.reference_input = load_ccnet(weights, device=self.device)
+        self.model = self.model.to(memory_format=torch.channels_last)
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        self.block = block
+        self.block, self.strip = block, strip
 
     def _autocast(self):
         return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16)
 
     @torch.inference_mode()
     def prepare(self, ref: torch.Tensor) -> torch.Tensor:
+        """Dense reference features (C, H, W), stored channels-last (the engine's layout), computed in strips of
+        ``strip`` rows with a halo of half the receptive field, so a large reference never holds a whole-image
+        activation of the network; the result equals the whole-image computation."""
         image = inputs.ref_input(ref[None].to(self.device), self.scale, self.reference_input)
-        with self._autocast():
-            return self.model(image, "ref")[0].to(self.dtype)  # (C, H, W)
+        height, width = image.shape[-2:]
+        halo = self.model.receptive_field // 2
+        out = torch.empty(1, self.model.out_channels, height, width, dtype=self.dtype, device=image.device)
+        out = out.to(memory_format=torch.channels_last)
+        for top in range(0, height, self.strip):
+            bottom = min(height, top + self.strip)
+            y0, y1 = max(0, top - halo), min(height, bottom + halo)
+            with self._autocast():
+                feats = self.model(image[:, :, y0:y1].contiguous(memory_format=torch.channels_last), "ref")
+            out[:, :, top:bottom] = feats[:, :, top - y0 : top - y0 + bottom - top].to(self.dtype)
+        return out[0]  # (C, H, W), channels-last in memory
 
     @torch.inference_mode()
     def target_features(self, lr: torch.Tensor) -> torch.Tensor:
