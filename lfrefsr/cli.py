@@ -78,13 +78,7 @@ def _scale_check(ctx, param, value):
 
 
 def _device_check(ctx, param, value):
-    import torch
-
-    if value == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if value == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter("--device cuda, but torch sees no CUDA GPU on this machine")
-    return value
+    return _resolve_device(value)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -122,6 +116,8 @@ pattern_options = [
 device_option = click.option("--device", type=click.Choice(choices(Device)), default="auto",
                              show_default=True, callback=_device_check, help="Where models run.")
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace existing output.")
+weights_option = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+                              help="A checkpoint written by `lfrefsr train` instead of the shipped weights.")
 json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
                            help="Where to write the results (SPEC eval JSON).")
 
@@ -226,32 +222,99 @@ def ingest_video_command(src, store, scale, keyframe_every, max_frames, overwrit
                f"x{result.scale}")
 
 
+class _Index(click.ParamType):
+    """A view or frame index: "U,V", "T" or "T,U,V"."""
+
+    name = "index"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        try:
+            index = tuple(int(p) for p in str(value).split(","))
+        except ValueError:
+            index = ()
+        if not index or min(index) < 0 or len(index) > 3:
+            self.fail(f"{value!r} is not a view index like 0,1 (light field), 5 (video) or 2,0,1", param, ctx)
+        return index
+
+
 @cli.command()
 @click.argument("stores", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--method", type=METHODS, default="flowwarp", show_default=True,
-              help="Method name (one).")
+@click.option("--method", type=METHODS, default="flowwarp", show_default=True, help="Method name (one).")
 @click.option("--ref", type=POSITION, default=None, help="Reference view U,V [default: the store's].")
-@click.option("--reference", type=click.Choice(choices(ReferenceMode)),
-              default="previous", show_default=True, help="Video: which HR frame is a frame's reference.")
-@device_option
+@click.option("--reference", type=click.Choice(choices(ReferenceMode)), default="previous", show_default=True,
+              help="Video: which frame is a frame's reference.")
+@click.option("--views", type=_Index(), multiple=True, help="Only these views/frames (repeatable).")
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="LocalCluster worker processes [default: one per core]; 0 runs in this process.")
+@click.option("--threads-per-worker", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Torch threads in each worker.")
+@click.option("--scheduler", default=None, help="Submit to an existing dask scheduler, e.g. tcp://HOST:8786.")
+@click.option("--device", type=click.Choice(choices(Device)), default="auto", show_default=True,
+              help="Where models run; cuda tasks ask workers for resources={'GPU': 1}.")
+@weights_option
 @overwrite_option
 @_verbosity
 @_handle_errors
-def reconstruct(stores, method, ref, reference, device, overwrite):
+def reconstruct(stores, method, ref, reference, views, workers, threads_per_worker, scheduler, device, weights,
+                overwrite):
     """Super-resolve every non-reference view or frame of STORES, written into each store; reruns resume."""
     from lfrefsr.io.store import Store
     from lfrefsr.pipeline import plan, run_serial
 
     if len(method) != 1:
         raise click.BadParameter("give one method", param_hint="--method")
+    device = _resolve_device(device, remote=scheduler is not None)
     opened = [Store.open(path) for path in stores]
-    tasks = [task for store in opened for task in plan(store, reference_mode=ReferenceMode(reference), ref=ref)]
-    summary = run_serial(tasks, method[0], device=device, overwrite=overwrite, progress=_progress())
+    tasks = [task for store in opened
+             for task in plan(store, reference_mode=ReferenceMode(reference), ref=ref, views=views or None)]
+    options = _weights_options(method[0], weights)
+    if workers == 0 and scheduler is None:
+        summary = run_serial(tasks, method[0], device=device, overwrite=overwrite, progress=_progress(),
+                             method_options=options, threads=threads_per_worker)
+    else:
+        from lfrefsr.distributed import run_distributed
+
+        summary = run_distributed(tasks, method[0], scheduler=scheduler, workers=workers,
+                                  threads_per_worker=threads_per_worker, device=device, overwrite=overwrite,
+                                  progress=_progress(), method_options=options)
     click.echo(summary.line())
     for label, reason in summary.failed:
         click.echo(f"lfrefsr: failed: {label}: {reason}", err=True)
     if summary.failed:
         sys.exit(1)
+
+
+def _resolve_device(device: str, remote: bool = False) -> str:
+    """auto -> cuda when this machine has one; cuda without a GPU is refused unless the work runs remotely."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not remote and not torch.cuda.is_available():
+        raise click.BadParameter("--device cuda, but torch sees no CUDA GPU on this machine", param_hint="--device")
+    return device
+
+
+def _eval_weights(methods: list[str], weights) -> dict | None:
+    if weights is None:
+        return None
+    learned = [m for m in methods if m in ("sisr", "refsr")]
+    if not learned:
+        raise click.BadParameter("none of the methods has weights", param_hint="--weights")
+    return {m: _weights_options(m, weights) for m in learned}
+
+
+def _weights_options(method: str, weights) -> dict | None:
+    """--weights for a learned method: the checkpoint of its trained network."""
+    if weights is None:
+        return None
+    if method == "sisr":
+        return {"weights": str(weights)}
+    if method == "refsr":
+        return {"ssnet_weights": str(weights)}
+    raise click.BadParameter(f"method {method!r} has no weights", param_hint="--weights")
 
 
 @cli.group(name="eval")
@@ -266,15 +329,17 @@ methods_option = click.option("--methods", type=METHODS, default="bicubic,flowwa
 @eval_group.command("lf")
 @click.argument("src", type=click.Path(path_type=Path))
 @json_option
-@_options(grid_option, origin_option, scale_option, ref_option, methods_option, *pattern_options, device_option)
+@_options(grid_option, origin_option, scale_option, ref_option, methods_option, *pattern_options, device_option,
+          weights_option)
 @_verbosity
 @_handle_errors
-def eval_lf(src, json_path, grid, origin, scale, ref, methods, pattern, index_base, device):
+def eval_lf(src, json_path, grid, origin, scale, ref, methods, pattern, index_base, device, weights):
     """Every non-reference view of the light field SRC, super-resolved from the reference view."""
     from lfrefsr.evaluate import evaluate_lf, table, write_json
 
     result = evaluate_lf(src, methods, grid=grid, origin=origin, scale=scale, ref=ref, pattern=pattern,
-                         index_base=index_base, device=device, progress=_progress())
+                         index_base=index_base, device=device, progress=_progress(),
+                         method_options=_eval_weights(methods, weights))
     write_json(result, json_path)
     click.echo(table(result))
 
@@ -282,21 +347,18 @@ def eval_lf(src, json_path, grid, origin, scale, ref, methods, pattern, index_ba
 @eval_group.command("video")
 @click.argument("src", type=click.Path(path_type=Path))
 @json_option
-@_options(scale_option, methods_option, device_option)
+@_options(scale_option, methods_option, device_option, weights_option)
 @click.option("--max-frames", type=click.IntRange(min=2), default=None, help="Use at most N frames.")
 @_verbosity
 @_handle_errors
-def eval_video(src, json_path, scale, methods, device, max_frames):
+def eval_video(src, json_path, scale, methods, device, weights, max_frames):
     """Each frame t >= 1 of SRC super-resolved with HR frame t-1 as reference."""
     from lfrefsr.evaluate import evaluate_video, table, write_json
 
-    result = evaluate_video(src, methods, scale=scale, max_frames=max_frames, device=device, progress=_progress())
+    result = evaluate_video(src, methods, scale=scale, max_frames=max_frames, device=device, progress=_progress(),
+                            method_options=_eval_weights(methods, weights))
     write_json(result, json_path)
     click.echo(table(result))
-
-
-weights_option = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                              help="A checkpoint written by `lfrefsr train` instead of the shipped weights.")
 
 
 @eval_group.command("match")

@@ -10,6 +10,7 @@ class ReferenceMode(str, Enum):
 
     PREVIOUS = "previous"  # HR frame t-1 (the paper's setting)
     KEYFRAME = "keyframe"  # the latest HR keyframe before t
+    PREVIOUS_SR = "previous-sr"  # frame t-1: its HR where known, else its own SR result (propagation)
 
 
 class Device(str, Enum):

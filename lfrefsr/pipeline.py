@@ -7,7 +7,9 @@ resumes where a killed run stopped.
 
 from __future__ import annotations
 
+import json
 import time
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -24,10 +26,13 @@ from lfrefsr.modes import ReferenceMode
 
 @dataclass(frozen=True)
 class Task:
+    """One view or frame to super-resolve: where its LR chunk is, and which array holds its reference."""
+
     store: Store
     target: tuple[int, ...]
     reference: tuple[int, ...]
     hint: ViewHint = field(default_factory=ViewHint)
+    reference_array: str = "hr"  # "sr/<method>" when the reference is an earlier result (previous-sr)
 
     @property
     def label(self) -> str:
@@ -45,8 +50,14 @@ def plan(
     tasks = []
     if store.kind == Kind.VIDEO:
         for (t,) in store.views():
-            if t == 0 or (reference_mode == ReferenceMode.KEYFRAME and store.hr_known[t]):
-                continue  # frame 0 has no earlier frame; in keyframe mode a keyframe is its own HR
+            if t == 0 or (reference_mode != ReferenceMode.PREVIOUS and store.hr_known[t]):
+                continue  # frame 0 has no earlier frame; with keyframes, a keyframe is its own HR
+            if reference_mode == ReferenceMode.PREVIOUS_SR:
+                if not store.hr_known[0]:
+                    raise InputError("frame 0 has no HR to start the propagation from", store.path)
+                source = "hr" if store.hr_known[t - 1] else None  # None: filled with the method name at run time
+                tasks.append(Task(store, (t,), (t - 1,), ViewHint(frame_offset=1), source or "sr"))
+                continue
             if reference_mode == ReferenceMode.PREVIOUS:
                 reference = t - 1
                 if not store.hr_known[reference]:
@@ -78,16 +89,64 @@ def plan(
     return tasks
 
 
-def run_task(method: Method, task: Task, context) -> "numpy.ndarray":  # noqa: F821
-    """Super-resolve one view: read its LR chunk, run the method, quantise to the store's dtype."""
+# -- execution, shared by the in-process engine and dask workers ------------------------------------------------
+
+_CACHE: dict = {"methods": {}, "references": OrderedDict()}
+_REFERENCES_KEPT = 2  # a light field has one reference; videos move on frame by frame
+
+
+def configure_threads(threads: int | None) -> None:
+    """Same thread counts everywhere, so a worker's result equals the in-process one bit for bit."""
+    if threads:
+        import cv2
+
+        torch.set_num_threads(int(threads))
+        cv2.setNumThreads(int(threads))
+
+
+def cached_method(name: str, scale: int, device: str, options: dict | None) -> Method:
+    """Models load once per process (a dask worker keeps them for all its tasks)."""
+    key = (name, scale, device, json.dumps(options or {}, sort_keys=True, default=str))
+    if key not in _CACHE["methods"]:
+        _CACHE["methods"][key] = get_method(name, scale=scale, device=device, **(options or {}))
+    return _CACHE["methods"][key]
+
+
+def _reference_context(method: Method, task: Task, method_name: str, method_key):
+    """Per-reference work (CC-Net reference features, ...) once per reference image per process."""
+    array = f"sr/{method_name}" if task.reference_array == "sr" else task.reference_array
+    key = (method_key, str(task.store.path), array, task.reference)
+    references = _CACHE["references"]
+    if key in references:
+        references.move_to_end(key)
+        return references[key]
+    if array == "hr":
+        image = task.store.read("hr", task.reference)
+    else:
+        if not task.store.done(method_name)[task.reference]:
+            raise LfrefsrError(f"reference frame {list(task.reference)} has no {method_name} result", task.store.path)
+        image = task.store.read(array, task.reference)
+    context = method.prepare(protocol.to_float(image, task.store.dtype))
+    references[key] = context
+    while len(references) > _REFERENCES_KEPT:
+        references.popitem(last=False)
+    return context
+
+
+def execute(task: Task, method_name: str, *, device: str = "cpu", options: dict | None = None,
+            threads: int | None = None, after=None) -> dict:
+    """Super-resolve one view and write it (data, then done-marker). Runs in-process or on a dask worker.
+
+    ``after`` is only a dependency (the previous frame's task in previous-sr mode)."""
+    configure_threads(threads)
+    started = time.perf_counter()
+    method = cached_method(method_name, task.store.scale, device, options)
+    context = _reference_context(method, task, method_name, id(method))
     lr = protocol.to_float(task.store.read("lr", task.target), task.store.dtype)
     with torch.inference_mode():
         sr = method.super_resolve(lr, context, task.hint)
-    return protocol.quantize(sr, task.store.dtype)
-
-
-def read_reference(task: Task) -> torch.Tensor:
-    return protocol.to_float(task.store.read("hr", task.reference), task.store.dtype)
+    task.store.write_result(method_name, task.target, protocol.quantize(sr, task.store.dtype))
+    return {"view": task.label, "seconds": time.perf_counter() - started}
 
 
 @dataclass
@@ -102,10 +161,23 @@ class Summary:
         return self.done / self.seconds if self.seconds else 0.0
 
     def line(self) -> str:
-        text = f"{self.done} views done, {self.skipped} already done, {self.seconds:.1f} s, {self.views_per_second:.2f} views/s"
+        text = (f"{self.done} views done, {self.skipped} already done, {self.seconds:.1f} s, "
+                f"{self.views_per_second:.2f} views/s")
         if self.failed:
             text += f"; FAILED: {', '.join(label for label, _ in self.failed)}"
         return text
+
+
+def start_run(tasks: list[Task], method_name: str, overwrite: bool) -> tuple[list[Task], int]:
+    """Create (or with ``overwrite`` recreate) the result arrays; -> the tasks not done yet, and how many are."""
+    stores = {task.store.path: task.store for task in tasks}
+    for store in stores.values():
+        if overwrite:
+            store.clear_result(method_name)
+        store.ensure_result(method_name)
+    done = {path: store.done(method_name) for path, store in stores.items()}
+    todo = [task for task in tasks if not done[task.store.path][task.target]]
+    return todo, len(tasks) - len(todo)
 
 
 def run_serial(
@@ -116,28 +188,15 @@ def run_serial(
     overwrite: bool = False,
     progress: bool = True,
     method_options: dict | None = None,
+    threads: int | None = None,
 ) -> Summary:
     """Run ``tasks`` in this process; results and done-markers reach the store as each view finishes."""
-    stores = {task.store.path: task.store for task in tasks}
-    scales = {store.scale for store in stores.values()}
     summary = Summary()
     start = time.perf_counter()
-    for store in stores.values():
-        if overwrite:
-            store.clear_result(method_name)
-        store.ensure_result(method_name)
-    done = {path: store.done(method_name) for path, store in stores.items()}
-    todo = [task for task in tasks if not done[task.store.path][task.target]]
-    summary.skipped = len(tasks) - len(todo)
-    methods = {scale: get_method(method_name, scale=scale, device=device, **(method_options or {})) for scale in scales}
-    cached_key, context = None, None
+    todo, summary.skipped = start_run(tasks, method_name, overwrite)
     for task in tqdm(todo, desc=method_name, unit="view", disable=not progress):
-        method = methods[task.store.scale]
         try:
-            key = (task.store.path, task.reference)
-            if key != cached_key:  # tasks are grouped by reference: prepare each reference once
-                context, cached_key = method.prepare(read_reference(task)), key
-            task.store.write_result(method_name, task.target, run_task(method, task, context))
+            execute(task, method_name, device=device, options=method_options, threads=threads)
             summary.done += 1
         except LfrefsrError as exc:
             summary.failed.append((task.label, str(exc)))
