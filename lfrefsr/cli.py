@@ -317,6 +317,30 @@ def _weights_options(method: str, weights) -> dict | None:
     raise click.BadParameter(f"method {method!r} has no weights", param_hint="--weights")
 
 
+@cli.command()
+@click.argument("store", type=click.Path(path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--what", type=click.Choice(["views", "grid", "sweep", "clip"]), default="views", show_default=True,
+              help="Per-view PNGs, a grid mosaic, a view sweep over the grid, or the clip.")
+@click.option("--method", default=None, help="Which result (sr/<method>), or hr / lr [default: the best one].")
+@click.option("--view", type=POSITION, default=None, help="Light-field video clip: the view U,V over time.")
+@click.option("--t", "time_step", type=click.IntRange(min=0), default=None, help="Light-field video: one time step.")
+@click.option("--codec", type=click.Choice(["h264", "ffv1", "png"]), default="h264", show_default=True,
+              help="H.264 (yuv420p) for viewing, FFV1 (lossless) for archiving, or a PNG sequence.")
+@click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="H.264 quality.")
+@click.option("--fps", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
+@overwrite_option
+@_verbosity
+@_handle_errors
+def encode(store, out, what, method, view, time_step, codec, crf, fps, overwrite):
+    """Re-encode the results of STORE into OUT with PyAV."""
+    from lfrefsr.encode import encode as run_encode
+
+    written = run_encode(store, out, what=what, method=method, view=view, t=time_step, codec=codec, crf=crf,
+                         fps=fps, overwrite=overwrite)
+    click.echo(str(written))
+
+
 @cli.group(name="eval")
 def eval_group():
     """The x8 protocol: PSNR/SSIM of each method (SPEC eval JSON)."""
@@ -425,3 +449,7 @@ def info(store):
 
 def main():
     cli(prog_name="lfrefsr")
+
+
+if __name__ == "__main__":
+    main()
