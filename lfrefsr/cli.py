@@ -162,7 +162,12 @@ def _handle_errors(command):
 @_verbosity
 def cli():
     """Reference-based super-resolution (RefSR-Net) for light fields and hybrid video."""
-    logging.basicConfig(format="%(message)s", level=logging.INFO)
+    if not log.handlers:  # our own logger only: libraries (dask, ...) keep their own settings
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        if log.level == logging.NOTSET:
+            log.setLevel(logging.INFO)
 
 
 @cli.command()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 from tqdm.auto import tqdm
 
@@ -45,10 +45,13 @@ def open_client(scheduler: str | None = None, *, workers: int | None = None, thr
         finally:
             client.close()
         return
-    with dask.config.set({"distributed.worker.daemon": False, "logging.distributed": "error"}):
+    import logging
+
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # worker/scheduler chatter is not the user's
+    with dask.config.set({"distributed.worker.daemon": False, "logging.distributed": "critical"}):
         cluster = LocalCluster(n_workers=workers or default_workers(threads_per_worker),
-                               threads_per_worker=threads_per_worker, processes=True, dashboard_address=None,
-                               resources={"GPU": 1} if gpu else None, silence_logs=40)
+                               threads_per_worker=threads_per_worker, processes=True, dashboard_address=":0",
+                               resources={"GPU": 1} if gpu else None, silence_logs=logging.CRITICAL)
         client = Client(cluster)
         try:
             yield client
@@ -69,6 +72,7 @@ def run_distributed(
     progress: bool = True,
     method_options: dict | None = None,
     retries: int = 1,
+    client=None,
 ) -> Summary:
     """Run ``tasks`` as dask tasks; each writes its own chunk as it finishes. Failed views are named, not fatal."""
     from distributed import as_completed
@@ -79,8 +83,8 @@ def run_distributed(
     if not todo:
         summary.seconds = time.perf_counter() - started
         return summary
-    with open_client(scheduler, workers=workers, threads_per_worker=threads_per_worker,
-                     gpu=device == "cuda") as client:
+    with (nullcontext(client) if client is not None else
+          open_client(scheduler, workers=workers, threads_per_worker=threads_per_worker, gpu=device == "cuda")) as client:
         futures, previous = {}, {}
         for task in todo:
             after = previous.get((task.store.path, task.reference)) if task.reference_array != "hr" else None

@@ -315,4 +315,7 @@ def test_demo_runs_the_whole_chain(tmp_path):
     rows = [line.split() for line in result.output.splitlines() if line.startswith(("lightfield.zarr", "clip.zarr"))]
     gains = {(row[0], row[1]): float(row[3]) for row in rows}
     assert gains[("lightfield.zarr", "flowwarp")] > 1.0 and gains[("clip.zarr", "flowwarp")] > 1.0
-    assert (tmp_path / "demo" / "lightfield.zarr").is_dir() and (tmp_path / "demo" / "clip.zarr").is_dir()
+    demo = tmp_path / "demo"
+    assert (demo / "lightfield.zarr").is_dir() and (demo / "clip.zarr").is_dir()
+    assert (demo / "lightfield_sweep.mp4").stat().st_size > 0 and (demo / "clip.mp4").stat().st_size > 0
+    assert (demo / "lightfield_grid" / "grid.png").is_file()
