@@ -80,3 +80,26 @@ def test_tiny_ccnet_lowers_its_loss_on_synthetic_pairs():
         optimizer.step()
         losses.append(float(loss.detach()))
     assert np.mean(losses[-5:]) < 0.8 * np.mean(losses[:5])
+
+
+@pytest.mark.parametrize("input_norm", ["none", "local"])
+def test_strip_reference_features_equal_whole_image(tmp_path, input_norm):
+    """The matcher computes reference features in strips with a halo; the result must equal one pass."""
+    from lfrefsr.correspondence import inputs
+    from lfrefsr.correspondence.matchers import get_matcher
+    from lfrefsr.training.common import save_checkpoint
+
+    torch.manual_seed(0)
+    config = {"name": "ccnet", "width": 0.25, "out_channels": 8, "batch_norm": False, "input_norm": input_norm,
+              "input_norm_sigma": 3.0}
+    model = build_model(config)
+    save_checkpoint(tmp_path / "w.pt", model_config=config, state_dict=model.state_dict(), reference_input="blurred")
+    matcher = get_matcher("ccnet", weights=tmp_path / "w.pt", strip=24)
+    ref = torch.rand(3, 104, 72)
+    strips = matcher.prepare(ref)
+    with torch.no_grad():
+        whole = model.eval()(inputs.ref_input(ref[None], 8, "blurred"), "ref")[0]
+    torch.testing.assert_close(strips, whole, atol=1e-5, rtol=1e-5)
+    with torch.no_grad():
+        grid = model.features_on_grid(torch.rand(1, 3, 40, 48), 8)
+    assert grid.shape == (1, 8, 5, 6)

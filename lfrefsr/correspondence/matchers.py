@@ -83,7 +83,7 @@ class CCNetMatcher(Matcher):
         activation of the network; the result equals the whole-image computation."""
         image = inputs.ref_input(ref[None].to(self.device), self.scale, self.reference_input)
         height, width = image.shape[-2:]
-        halo = self.model.receptive_field // 2
+        halo = self.model.halo
         out = torch.empty(1, self.model.out_channels, height, width, dtype=self.dtype, device=image.device)
         out = out.to(memory_format=torch.channels_last)
         for top in range(0, height, self.strip):

@@ -23,6 +23,11 @@ Arguments:
     width: multiplier on ``channels`` (a CPU config may use less than 1).
     siamese: one set of weights for both inputs (True, the paper's choice) or two (pseudo-siamese).
     normalize: L2-normalise features and scale by a learned temperature (cosine scores); False is the paper.
+    batch_norm: BatchNorm after each dilated convolution (the paper). Without it the convolutions have biases and
+        training and inference compute exactly the same function (BN's per-batch statistics in training differ
+        from its running statistics at inference, which costs a CPU recipe with one image pair per step dearly).
+    input_norm: "none" (the paper) or "local": each input channel minus its Gaussian-weighted local mean, divided
+        by its local standard deviation (sigma ``input_norm_sigma`` pixels), the contrast invariance ZNCC has.
     in_channels: 3 (RGB).
 
 Shapes: ``forward(image, branch)`` maps (N, 3, H, W) -> (N, out_channels, H, W).
@@ -43,15 +48,41 @@ TABLE1_CHANNELS = (16, 32, 64, 64, 64, 128)
 TABLE1_DILATIONS = (1, 1, 2, 4, 8, 16)
 
 
+class LocalContrastNorm(nn.Module):
+    """(x - local mean) / (local std + eps) per channel, Gaussian window of ``sigma`` px; a fixed (buffer) kernel."""
+
+    def __init__(self, sigma: float, eps: float = 0.02):
+        super().__init__()
+        self.radius = int(math.ceil(3 * sigma))
+        coords = torch.arange(-self.radius, self.radius + 1, dtype=torch.float32)
+        kernel = torch.exp(-(coords**2) / (2 * sigma**2))
+        self.register_buffer("kernel", kernel / kernel.sum(), persistent=False)
+        self.eps = eps
+
+    def _blur(self, x: torch.Tensor) -> torch.Tensor:
+        channels = x.shape[1]
+        k = self.kernel.to(x.dtype)
+        x = F.pad(x, (self.radius, self.radius, self.radius, self.radius), mode="replicate")
+        x = F.conv2d(x, k.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
+        return F.conv2d(x, k.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mean = self._blur(x)
+        centred = x - mean
+        std = self._blur(centred * centred).clamp_min(0).sqrt()
+        return centred / (std + self.eps)
+
+
 class _Tower(nn.Module):
-    def __init__(self, in_channels: int, channels: tuple[int, ...], dilations: tuple[int, ...], out_channels: int):
+    def __init__(self, in_channels: int, channels: tuple[int, ...], dilations: tuple[int, ...], out_channels: int,
+                 batch_norm: bool = True):
         super().__init__()
         self.dilations = tuple(dilations)
         convs, norms = [], []
         previous = in_channels
         for width in channels:
-            convs.append(nn.Conv2d(previous, width, 3, bias=False))
-            norms.append(nn.BatchNorm2d(width))
+            convs.append(nn.Conv2d(previous, width, 3, bias=not batch_norm))
+            norms.append(nn.BatchNorm2d(width) if batch_norm else nn.Identity())
             previous = width
         self.convs, self.norms = nn.ModuleList(convs), nn.ModuleList(norms)
         self.fc = nn.Conv2d(previous, out_channels, 1)
@@ -59,7 +90,7 @@ class _Tower(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image
         for conv, norm, dilation in zip(self.convs, self.norms, self.dilations):
-            x = F.relu(norm(F.conv2d(x, conv.weight, None, padding=dilation, dilation=dilation)))
+            x = F.relu(norm(F.conv2d(x, conv.weight, conv.bias, padding=dilation, dilation=dilation)))
         return self.fc(x)
 
     def forward_on_grid(self, image: torch.Tensor, stride: int) -> torch.Tensor:
@@ -75,7 +106,8 @@ class _Tower(nn.Module):
         x, spacing = image, 1  # spacing of x's grid in input pixels
         for conv, norm, dilation, out_spacing in zip(self.convs, self.norms, self.dilations, need):
             step = out_spacing // spacing
-            x = F.conv2d(x, conv.weight, None, stride=step, padding=dilation // spacing, dilation=dilation // spacing)
+            x = F.conv2d(x, conv.weight, conv.bias, stride=step, padding=dilation // spacing,
+                         dilation=dilation // spacing)
             x = F.relu(norm(x))
             spacing = out_spacing
         if spacing != stride:
@@ -93,6 +125,9 @@ class CCNet(nn.Module):
         width: float = 1.0,
         siamese: bool = True,
         normalize: bool = False,
+        batch_norm: bool = True,
+        input_norm: str = "none",
+        input_norm_sigma: float = 8.0,
         in_channels: int = 3,
     ):
         super().__init__()
@@ -101,9 +136,14 @@ class CCNet(nn.Module):
         widths = tuple(max(1, round(c * width)) for c in channels)
         self.siamese, self.normalize = siamese, normalize
         self.out_channels = out_channels
+        if input_norm not in ("none", "local"):
+            raise ValueError("input_norm is 'none' or 'local'")
+        self.input_norm = LocalContrastNorm(input_norm_sigma) if input_norm == "local" else None
+        # pixels on each side that influence a feature: the convolutions', plus the input normalisation window's
+        self.halo = sum(dilations) + (self.input_norm.radius * 2 if self.input_norm is not None else 0)
         self.receptive_field = 1 + 2 * sum(dilations)
-        self.lr_tower = _Tower(in_channels, widths, dilations, out_channels)
-        self.ref_tower = self.lr_tower if siamese else _Tower(in_channels, widths, dilations, out_channels)
+        self.lr_tower = _Tower(in_channels, widths, dilations, out_channels, batch_norm)
+        self.ref_tower = self.lr_tower if siamese else _Tower(in_channels, widths, dilations, out_channels, batch_norm)
         # Cosine scores need a temperature; log-parametrised so it stays positive. Unused when normalize=False.
         self.log_temperature = nn.Parameter(torch.tensor(math.log(10.0)), requires_grad=normalize)
 
@@ -118,10 +158,13 @@ class CCNet(nn.Module):
         # sqrt of the temperature on each side: <f, g> = temperature * cosine
         return F.normalize(features, dim=1) * self.log_temperature.exp().sqrt()
 
+    def _prepare(self, image: torch.Tensor) -> torch.Tensor:
+        return self.input_norm(image) if self.input_norm is not None else image
+
     def forward(self, image: torch.Tensor, branch: str = "lr") -> torch.Tensor:
         """(N, 3, H, W) -> (N, out_channels, H, W) dense features."""
-        return self._finish(self._tower(branch)(image))
+        return self._finish(self._tower(branch)(self._prepare(image)))
 
     def features_on_grid(self, image: torch.Tensor, stride: int, branch: str = "lr") -> torch.Tensor:
         """(N, 3, H, W) -> (N, out_channels, ceil(H/stride), ceil(W/stride)) at pixels (stride*m, stride*n)."""
-        return self._finish(self._tower(branch).forward_on_grid(image, stride))
+        return self._finish(self._tower(branch).forward_on_grid(self._prepare(image), stride))
