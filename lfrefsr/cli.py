@@ -143,10 +143,15 @@ def _handle_errors(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except LfrefsrError as exc:
+        except (LfrefsrError, OSError) as exc:  # OSError: a full disk, a permission, a vanished file
             if click.get_current_context().ensure_object(dict).get("verbose"):
                 raise
-            click.echo(f"lfrefsr: error: {exc}", err=True)
+            if isinstance(exc, OSError) and not isinstance(exc, LfrefsrError):
+                where = f": {exc.filename}" if exc.filename else ""
+                message = f"{exc.strerror or type(exc).__name__}{where}"
+            else:
+                message = str(exc)
+            click.echo(f"lfrefsr: error: {message}", err=True)
             sys.exit(1)
 
     return wrapper

@@ -326,3 +326,34 @@ def test_verbose_shows_the_traceback(lf_dir, out_dir):
     assert "InputError" in process.stderr and "outside" in process.stderr and str(lf_dir) in process.stderr
     assert not out.exists() and list(out_dir.iterdir()) == []
     assert snapshot(lf_dir) == before
+
+
+def test_a_full_disk_is_one_line_and_leaves_nothing(lf_dir, out_dir, monkeypatch):
+    """A write error injected into the store (ENOSPC) while ingesting."""
+    import errno
+
+    from lfrefsr.io.store import Store
+
+    def full(self, name, index, data):
+        raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+
+    monkeypatch.setattr(Store, "write", full)
+    before = snapshot(lf_dir)
+    result = run_cli(["ingest", "lf", str(lf_dir), str(out_dir / "s.zarr"), "--scale", "8", "-q"])
+    assert result.exit_code != 0
+    assert "No space left on device" in result.stderr and "s.zarr" in result.stderr and ".tmp-" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.output
+    assert list(out_dir.iterdir()) == [] and snapshot(lf_dir) == before
+
+
+def test_an_unreachable_scheduler_is_one_line(lf_dir, out_dir):
+    ingest = run_cli(["ingest", "lf", str(lf_dir), str(out_dir / "s.zarr"), "--scale", "8", "-q"])
+    assert ingest.exit_code == 0
+    result = run_cli(["reconstruct", str(out_dir / "s.zarr"), "--method", "bicubic", "--scheduler",
+                      "tcp://127.0.0.1:1", "-q"])
+    assert result.exit_code != 0 and "scheduler" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    from lfrefsr.io.store import Store
+
+    assert Store.open(out_dir / "s.zarr").methods() in ([], ["bicubic"])
+    assert not Store.open(out_dir / "s.zarr").done("bicubic").any()

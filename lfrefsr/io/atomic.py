@@ -31,8 +31,10 @@ def atomic_path(path: str | Path):
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         remove(tmp)
+        if isinstance(exc, OSError) and exc.filename and str(tmp) in str(exc.filename):
+            exc.filename = str(path)  # name the user's output, not our temporary sibling
         raise
 
 
