@@ -362,6 +362,21 @@ class Store:
         return da.from_array(_ChunkReader(self, name, shape), chunks=chunks, asarray=False, fancy=False,
                              meta=np.empty((0,) * len(shape), self.dtype), name=f"lfrefsr-{name}-{self.path}")
 
+    def store_lazy(self, name: str, array, *, compute: bool = True):
+        """Write a dask array into ``name`` chunk by chunk (each task opens the file itself).
+
+        The array is rechunked to the store's chunks (one per view) first, so no two tasks share a chunk.
+        ``compute=False`` returns the dask object to compute later (with other writes, on a cluster).
+        """
+        import dask.array as da
+
+        shape = self.array_shape(name)
+        if tuple(array.shape) != shape:
+            raise ValueError(f"{name}: array {tuple(array.shape)} does not match the store's {shape}")
+        chunks = (1,) * len(self.view_shape) + shape[len(self.view_shape):]
+        return da.store(array.astype(self.dtype).rechunk(chunks), _ChunkWriter(self, name), lock=False,
+                        compute=compute)
+
     # -- results and done-markers ---------------------------------------------------------------------------------
     def ensure_result(self, method: str) -> None:
         """Create ``sr/<method>`` and ``done/<method>`` if absent."""
@@ -410,3 +425,14 @@ class _ChunkReader:
 
     def __getitem__(self, key):
         return self.store.backend.read(self.name, key)
+
+
+@dataclass(frozen=True)
+class _ChunkWriter:
+    """Target for ``dask.array.store``: writes one region per call, opening the store each time."""
+
+    store: Store
+    name: str
+
+    def __setitem__(self, key, value):
+        self.store.backend.write(self.name, key, value)
