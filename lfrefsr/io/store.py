@@ -235,8 +235,8 @@ class Store:
     scale: int
     dtype: np.dtype
     ref: tuple[int, int] | None
-    hr_known: np.ndarray = field(repr=False)
-    attrs: dict = field(repr=False)
+    hr_known: np.ndarray = field(repr=False, compare=False)
+    attrs: dict = field(repr=False, compare=False)
 
     # -- construction ---------------------------------------------------------------------------------------------
     @classmethod
