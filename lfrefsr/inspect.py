@@ -1,0 +1,99 @@
+"""Helpers that turn stores and evaluation results into pictures (used by the notebooks in ``notebooks/``).
+
+All functions return numpy arrays or matplotlib figures; none writes files.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from lfrefsr import metrics, protocol
+from lfrefsr.axes import Kind
+from lfrefsr.io.store import Store
+
+
+def to_display(image: np.ndarray) -> np.ndarray:
+    """(3, H, W) uint8/uint16 -> (H, W, 3) float in [0, 1] for ``imshow``."""
+    return protocol.to_float(image, image.dtype).permute(1, 2, 0).numpy()
+
+
+def view(store: Store, array: str, index: tuple[int, ...]) -> np.ndarray:
+    """One view of ``hr``, ``lr`` (upsampled by bicubic to HR size for comparison) or a method's result."""
+    if array == "lr":
+        lr = protocol.to_float(store.read("lr", index), store.dtype)
+        return protocol.quantize(protocol.upsample(lr, store.scale), store.dtype)
+    if array == "hr":
+        return store.read("hr", index)
+    return store.read_result(array, index)
+
+
+def mosaic(store: Store, array: str = "hr", t: int | None = None, step: int = 1) -> np.ndarray:
+    """The grid as one image (3, U*H/step, V*W/step); the reference view shows HR for result arrays."""
+    rows, cols = store.view_shape[-2:]
+    lead = () if t is None else (t,)
+    tiles = []
+    for u in range(rows):
+        row = []
+        for v in range(cols):
+            index = (*lead, u, v)
+            use = "hr" if array not in ("hr", "lr") and (u, v) == tuple(store.ref) else array
+            row.append(view(store, use, index)[:, ::step, ::step])
+        tiles.append(np.concatenate(row, axis=2))
+    return np.concatenate(tiles, axis=1)
+
+
+def epi(store: Store, array: str, *, u: int = 0, y: int | None = None, t: int | None = None) -> np.ndarray:
+    """Horizontal epipolar-plane image: image row ``y`` of views (u, 0..V-1) stacked -> (3, V, W)."""
+    if store.kind == Kind.VIDEO:
+        raise ValueError("EPIs need a light field")
+    cols = store.view_shape[-1]
+    y = store.shape_hr[0] // 2 if y is None else y
+    lead = () if t is None else (t,)
+    rows = []
+    for v in range(cols):
+        use = "hr" if array not in ("hr", "lr") and (u, v) == tuple(store.ref) else array
+        rows.append(view(store, use, (*lead, u, v))[:, y])
+    return np.stack(rows, axis=1)
+
+
+def psnr_grid(store: Store, method: str, t: int | None = None) -> np.ndarray:
+    """RGB PSNR of every view against HR, NaN for the reference and for views without HR or result."""
+    rows, cols = store.view_shape[-2:]
+    lead = () if t is None else (t,)
+    done = store.done(method)
+    grid = np.full((rows, cols), np.nan)
+    for u in range(rows):
+        for v in range(cols):
+            index = (*lead, u, v)
+            if done[index] and store.hr_known[index]:
+                grid[u, v] = metrics.psnr(protocol.to_float(store.read_result(method, index), store.dtype),
+                                          protocol.to_float(store.read("hr", index), store.dtype))
+    return grid
+
+
+def error_map(result: np.ndarray, hr: np.ndarray) -> np.ndarray:
+    """Mean absolute error over channels, (H, W) in [0, 1]."""
+    return np.abs(protocol.to_float(result, result.dtype) - protocol.to_float(hr, hr.dtype)).mean(0).numpy()
+
+
+def offset_density(offsets: np.ndarray, radius: int = 6) -> np.ndarray:
+    """2-D histogram (2*radius+1)^2 of match offsets (2, N) from the truth, as fractions (Figure 3, right)."""
+    dx, dy = np.clip(np.round(offsets), -radius, radius).astype(int)
+    density = np.zeros((2 * radius + 1, 2 * radius + 1))
+    np.add.at(density, (dy + radius, dx + radius), 1)
+    return density / max(len(dx), 1)
+
+
+def accuracy_curves(result: dict):
+    """Matplotlib figure of accuracy against threshold for each method of an ``eval match`` result (Figure 3)."""
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    for name, row in result["methods"].items():
+        thresholds = sorted(int(t) for t in row["acc"])
+        axis.plot(thresholds, [row["acc"][str(t)] for t in thresholds], marker="o", label=name)
+    axis.set_xlabel("threshold (px)")
+    axis.set_ylabel("matches within threshold (%)")
+    axis.grid(alpha=0.3)
+    axis.legend()
+    return figure
