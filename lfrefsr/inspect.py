@@ -97,3 +97,38 @@ def accuracy_curves(result: dict):
     axis.grid(alpha=0.3)
     axis.legend()
     return figure
+
+
+def psnr_per_frame(result_store: Store, method: str, truth_store: Store, tasks) -> list[tuple[int, float]]:
+    """(frame, RGB PSNR) of ``method``'s results in ``result_store`` against ``truth_store``'s HR frames."""
+    out = []
+    for task in tasks:
+        sr = protocol.to_float(result_store.read_result(method, task.target), result_store.dtype)
+        hr = protocol.to_float(truth_store.read("hr", task.target), truth_store.dtype)
+        out.append((task.target[0], metrics.psnr(sr, hr)))
+    return out
+
+
+def reference_modes(src, method: str, workdir, *, keyframe_every: int = 3) -> dict:
+    """PSNR per frame of a video for each reference mode: HR frame t-1 (all frames HR), the latest HR keyframe and
+    the propagated previous result (HR only every ``keyframe_every`` frames). -> {mode label: [(t, dB), ...]}."""
+    from pathlib import Path
+
+    from lfrefsr.io.ingest import ingest_video
+    from lfrefsr.modes import ReferenceMode
+    from lfrefsr.pipeline import plan, run_serial
+
+    workdir = Path(workdir)
+    truth = ingest_video(src, workdir / "all-hr.zarr", progress=False, overwrite=True)
+    curves = {}
+    for label, mode in [("previous HR", ReferenceMode.PREVIOUS), ("keyframe", ReferenceMode.KEYFRAME),
+                        ("previous SR", ReferenceMode.PREVIOUS_SR)]:
+        if mode == ReferenceMode.PREVIOUS:
+            store = truth
+        else:
+            store = ingest_video(src, workdir / f"{mode.value}.zarr", keyframe_every=keyframe_every,
+                                 progress=False, overwrite=True)
+        tasks = plan(store, reference_mode=mode)
+        run_serial(tasks, method, progress=False)
+        curves[label] = psnr_per_frame(store, method, truth, tasks)
+    return curves

@@ -63,13 +63,17 @@ class RefSR(Method):
         return (float(dv), float(du))
 
     @torch.inference_mode()
-    def super_resolve(self, lr: torch.Tensor, context: dict, hint: ViewHint | None = None) -> torch.Tensor:
+    def super_resolve_with_mask(self, lr: torch.Tensor, context: dict, hint: ViewHint | None = None):
+        """-> (sr (3, H, W), M(0) (1, H, W): SS-Net's confidence in the reference, near 0 where it is ignored)."""
         from lfrefsr.synthesis import synthesize
 
         lr = lr.to(self.device)
         matches = self.matcher.match(lr, context["features"], direction=self.direction(hint))
         lr_features = self.sisr.features(lr[None])[0]
         base = self.sisr(lr[None])[0].clamp(0, 1) if self.ssnet.residual else None
-        sr, _ = synthesize(self.ssnet, lr_features, context["ref"], matches.flow, base, scale=self.scale,
-                           stride=self.stride, blend=self.blend, ref_patches=self.ref_patches, batch=self.batch)
-        return sr.clamp(0.0, 1.0)
+        sr, mask = synthesize(self.ssnet, lr_features, context["ref"], matches.flow, base, scale=self.scale,
+                              stride=self.stride, blend=self.blend, ref_patches=self.ref_patches, batch=self.batch)
+        return sr.clamp(0.0, 1.0), mask
+
+    def super_resolve(self, lr: torch.Tensor, context: dict, hint: ViewHint | None = None) -> torch.Tensor:
+        return self.super_resolve_with_mask(lr, context, hint)[0]

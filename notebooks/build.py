@@ -1,0 +1,203 @@
+"""Writes the notebooks of this folder from the cell sources below (committed without outputs).
+
+    python notebooks/build.py
+"""
+
+from pathlib import Path
+
+import nbformat
+
+HERE = Path(__file__).parent
+
+SETUP = '''\
+import os, tempfile
+from pathlib import Path
+import matplotlib
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import lfrefsr
+from lfrefsr import inspect
+DATA = Path(os.environ.get("LFREFSR_DATA", Path.cwd().parent / "shared" / "data"))
+if not DATA.is_dir():
+    DATA = Path(lfrefsr.__file__).resolve().parents[2] / "shared" / "data"
+WORK = Path(tempfile.mkdtemp(prefix="lfrefsr-notebook-"))
+print("lfrefsr", lfrefsr.__version__, "| development data:", DATA if DATA.is_dir() else "absent")'''
+
+LIGHTFIELD = [
+    ("md", "# Light field: the grid, EPIs, per-view PSNR, crops and errors\n"
+           "Runs on the embedded default (a synthetic 8x8 light field) and, when `../shared/data` is present, on "
+           "the HCI backgammon scene."),
+    ("code", SETUP),
+    ("code", '''\
+from lfrefsr.demo import LIGHTFIELD, demo_methods, write_inputs
+from lfrefsr.io.ingest import ingest_lf
+from lfrefsr.pipeline import plan, run_serial
+lf_dir, _ = write_inputs(WORK)
+stores = {"embedded": ingest_lf(lf_dir, WORK / "embedded.zarr", progress=False)}
+if (DATA / "lightfields" / "hci-backgammon").is_dir():
+    stores["backgammon"] = ingest_lf(DATA / "lightfields" / "hci-backgammon", WORK / "backgammon.zarr", progress=False)
+methods = [m for m in demo_methods()]
+for name, store in stores.items():
+    for method in methods:
+        print(name, run_serial(plan(store), method, progress=False).line())'''),
+    ("code", '''\
+store = stores["backgammon" if "backgammon" in stores else "embedded"]
+best = methods[-1]
+fig, axes = plt.subplots(1, 3, figsize=(15, 5))
+for axis, array in zip(axes, ["lr", best, "hr"]):
+    axis.imshow(inspect.to_display(inspect.mosaic(store, array, step=4)))
+    axis.set_title(f"grid: {array}"); axis.axis("off")
+plt.show()'''),
+    ("code", '''\
+y = store.shape_hr[0] // 2
+fig, axes = plt.subplots(3, 1, figsize=(12, 5))
+for axis, array in zip(axes, ["lr", best, "hr"]):
+    axis.imshow(inspect.to_display(inspect.epi(store, array, u=0, y=y)), aspect="auto", interpolation="nearest")
+    axis.set_ylabel(array); axis.set_yticks([])
+axes[0].set_title(f"epipolar-plane images, row u=0, image row y={y}")
+plt.show()'''),
+    ("code", '''\
+fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods), 4))
+for axis, method in zip(np.atleast_1d(axes), methods):
+    grid = inspect.psnr_grid(store, method)
+    image = axis.imshow(grid, cmap="viridis")
+    axis.set_title(f"{method}: mean {np.nanmean(grid):.2f} dB"); fig.colorbar(image, ax=axis)
+plt.show()'''),
+    ("code", '''\
+index = tuple(s - 1 for s in store.view_shape)  # the view farthest from the reference
+hr = store.read("hr", index)
+h, w = store.shape_hr
+box = (slice(h // 3, h // 3 + h // 4), slice(w // 3, w // 3 + w // 4))
+panels = ["lr"] + methods + ["hr"]
+fig, axes = plt.subplots(2, len(panels), figsize=(3.2 * len(panels), 6.5))
+for k, array in enumerate(panels):
+    image = inspect.view(store, array, index)
+    axes[0, k].imshow(inspect.to_display(image)[box]); axes[0, k].set_title(array); axes[0, k].axis("off")
+    axes[1, k].imshow(inspect.error_map(image, hr)[box], cmap="magma", vmin=0, vmax=0.2); axes[1, k].axis("off")
+plt.show()'''),
+]
+
+CORRESPONDENCE = [
+    ("md", "# Correspondence: CC-Net against ZNCC and gradient features\n"
+           "Matches drawn over the image pair, the density of offsets from the ground truth (the paper's Figure 3, "
+           "right) and accuracy against threshold (Figure 3, left). Uses `../shared/data/match` when present, "
+           "otherwise a synthetic pair with exact ground truth."),
+    ("code", SETUP),
+    ("code", '''\
+from lfrefsr.correspondence.evaluate import evaluate_match, load_pair, pair_folders
+from lfrefsr.data.synthetic import make_lightfield
+from lfrefsr.io.flow import write_flo
+from lfrefsr.io.images import write_image
+if (DATA / "match").is_dir():
+    pairs = [DATA / "match" / "sintel-alley_1-clean", DATA / "match" / "hci-backgammon-c44-to-00"]
+else:
+    data = make_lightfield(grid=4, size=(192, 256), seed=7, max_disparity=2.0)
+    folder = WORK / "pair"; folder.mkdir()
+    write_image(folder / "target.png", data["hr"][3, 3]); write_image(folder / "reference.png", data["hr"][0, 0])
+    write_flo(folder / "flow.flo", data["flow"][3, 3])
+    write_image(folder / "valid.png", np.repeat((~data["occlusion"][3, 3])[None].astype(np.uint8) * 255, 3, 0))
+    pairs = [folder]
+SEARCH = 24  # pixels: keeps the exact ZNCC quick here (`lfrefsr eval match` uses 100)
+result = evaluate_match(pairs, ["ccnet", "zncc_blurry", "gradient"], search_range=SEARCH, progress=False)
+for name, row in result["methods"].items():
+    print(f"{name:12s}", " ".join(f"{row['acc'][str(t)]:5.1f}" for t in range(7)), f"n={row['n']}")'''),
+    ("code", '''\
+from lfrefsr import protocol
+from lfrefsr.correspondence.matchers import get_matcher
+pair = load_pair(pairs[0], 8)
+lr = protocol.to_float(protocol.quantize(protocol.downsample(pair["target"], 8)))
+found = {}
+for name in ["ccnet", "zncc_blurry"]:
+    matcher = get_matcher(name, search_range=SEARCH)
+    found[name] = matcher.match(lr, matcher.prepare(pair["ref"]))
+fig, axes = plt.subplots(1, 2, figsize=(14, 4))
+target, ref = (x.permute(1, 2, 0).numpy() for x in (pair["target"], pair["ref"]))
+axes[0].imshow(np.concatenate([target, ref], axis=1))
+centres, position = found["ccnet"].centres, found["ccnet"].position
+width = target.shape[1]
+for m in range(2, centres.shape[1], 6):
+    for n in range(2, centres.shape[2], 6):
+        axes[0].plot([centres[0, m, n], position[0, m, n] + width], [centres[1, m, n], position[1, m, n]], lw=0.6)
+axes[0].set_title("CC-Net matches (target | reference)"); axes[0].axis("off")
+inspect.accuracy_curves(result).axes[0].set_title("accuracy against threshold")
+plt.sca(axes[1]); axes[1].axis("off")
+plt.show()'''),
+    ("code", '''\
+from lfrefsr.correspondence.evaluate import score_matches
+fig, axes = plt.subplots(1, 2, figsize=(9, 4))
+for axis, (name, matches) in zip(axes, found.items()):
+    offsets = score_matches(matches.position.float(), pair, 8, SEARCH)["offsets"].numpy()
+    axis.imshow(inspect.offset_density(offsets), extent=(-6.5, 6.5, 6.5, -6.5), cmap="jet")
+    axis.set_title(f"{name}: offset from truth (px)")
+plt.show()'''),
+]
+
+VIDEO = [
+    ("md", "# Video: frames over time, PSNR per frame for each reference mode, SS-Net's occlusion masks\n"
+           "The embedded clip (synthetic, moving layers), and Sintel `alley_1` when `../shared/data` is present."),
+    ("code", SETUP),
+    ("code", '''\
+from lfrefsr.demo import demo_methods, write_inputs
+_, clip_dir = write_inputs(WORK)
+sources = {"embedded": clip_dir}
+if (DATA / "video" / "sintel-alley_1" / "clean").is_dir():
+    sources["alley_1"] = DATA / "video" / "sintel-alley_1" / "clean"
+method = "refsr" if "refsr" in demo_methods() else "flowwarp"
+curves = {}
+for name, src in sources.items():
+    (WORK / name).mkdir()
+    for label, points in inspect.reference_modes(src, method, WORK / name).items():
+        curves[(name, label)] = points
+print(method)'''),
+    ("code", '''\
+fig, axes = plt.subplots(1, len(sources), figsize=(6 * len(sources), 3.5))
+for axis, name in zip(np.atleast_1d(axes), sources):
+    for (source, label), points in curves.items():
+        if source == name:
+            axis.plot(*zip(*points), marker="o", label=label)
+    axis.set_title(f"{name}: {method} PSNR per frame"); axis.set_xlabel("frame"); axis.set_ylabel("dB")
+    axis.legend(); axis.grid(alpha=0.3)
+plt.show()'''),
+    ("code", '''\
+from lfrefsr.io.store import Store
+store = Store.open(WORK / "embedded" / "all-hr.zarr")
+frames = range(store.view_shape[0])
+fig, axes = plt.subplots(2, len(frames), figsize=(3 * len(frames), 4.5))
+for t in frames:
+    axes[0, t].imshow(inspect.to_display(inspect.view(store, "lr", (t,)))); axes[0, t].set_title(f"LR t={t}")
+    axes[1, t].imshow(inspect.to_display(store.read("hr", (t,)))); axes[1, t].set_title(f"HR t={t}")
+for axis in axes.flat:
+    axis.axis("off")
+plt.show()'''),
+    ("code", '''\
+from lfrefsr import protocol
+from lfrefsr.methods import get_method
+if method == "refsr":
+    refsr = get_method("refsr")
+    t = store.view_shape[0] - 1
+    lr = protocol.to_float(store.read("lr", (t,)))
+    sr, mask = refsr.super_resolve_with_mask(lr, refsr.prepare(protocol.to_float(store.read("hr", (t - 1,)))))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    axes[0].imshow(sr.permute(1, 2, 0).numpy()); axes[0].set_title(f"refsr, frame {t}")
+    axes[1].imshow(sr.permute(1, 2, 0).numpy()); axes[1].imshow(1 - mask[0].numpy(), cmap="Reds", alpha=0.6, vmin=0, vmax=1)
+    axes[1].set_title("where SS-Net ignores the reference (1 - M(0))")
+    for axis in axes: axis.axis("off")
+    plt.show()
+else:
+    print("refsr's networks are not installed: SS-Net masks need them")'''),
+]
+
+
+def build(name: str, cells) -> None:
+    notebook = nbformat.v4.new_notebook()
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    notebook.cells = [nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src)
+                      for kind, src in cells]
+    nbformat.write(notebook, HERE / name)
+
+
+if __name__ == "__main__":
+    build("01_lightfield.ipynb", LIGHTFIELD)
+    build("02_correspondence.ipynb", CORRESPONDENCE)
+    build("03_video.ipynb", VIDEO)
