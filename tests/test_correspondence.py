@@ -106,3 +106,28 @@ def test_eval_match_malformed_flow_is_one_line(tmp_path):
     assert result.exit_code != 0
     assert "flow.flo" in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "m.json").exists()
+
+
+def test_topk_best_equals_match_and_is_sorted():
+    from lfrefsr.correspondence.engine import match_topk
+
+    torch.manual_seed(3)
+    target, ref = torch.randn(5, 6, 7), torch.randn(5, 50, 60)
+    bias = torch.randn(50, 60)
+    positions, scores = match_topk(target, ref, stride=8, k=3, search_range=9, ref_bias=bias, block=4)
+    torch.testing.assert_close(positions[0], brute_force(target, ref, stride=8, search_range=9, ref_bias=bias))
+    assert (scores[0] >= scores[1]).all() and (scores[1] >= scores[2]).all()
+    assert (positions[0] != positions[1]).any(0).all()
+
+
+def test_patchmatch_baseline_recovers_a_shifted_reference():
+    from lfrefsr import metrics, protocol
+    from lfrefsr.data.synthetic import make_lightfield
+    from lfrefsr.methods import get_method
+
+    data = make_lightfield(grid=2, size=(128, 128), seed=3, max_disparity=2.0)
+    hr = protocol.to_float(data["hr"])
+    lr = protocol.downsample(hr[1, 1], 8)
+    sr = get_method("patchmatch", scale=8, search_range=16)(lr, hr[0, 0])
+    assert sr.shape == (3, 128, 128)
+    assert metrics.psnr(sr, hr[1, 1]) > metrics.psnr(protocol.upsample(lr, 8), hr[1, 1]) + 1.0

@@ -110,6 +110,45 @@ def match(
     return Matches(stride, position, score, score)
 
 
+@torch.no_grad()
+def match_topk(target: torch.Tensor, ref: torch.Tensor, *, stride: int, k: int, search_range: int = 100,
+               ref_bias: torch.Tensor | None = None, block: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``k`` best positions per centre: positions (k, 2, Ny, Nx) as (x, y), scores (k, Ny, Nx), best first.
+
+    Same blocked GEMM as ``match``; each centre's window is applied as a separable -inf penalty before ``topk``.
+    """
+    channels, rows, cols = target.shape
+    _, height, width = ref.shape
+    radius = int(search_range)
+    ref_hwc = ref.permute(1, 2, 0).contiguous()  # (H, W, C)
+    positions = torch.zeros(k, 2, rows, cols)
+    scores_out = torch.full((k, rows, cols), float("-inf"))
+    for m0 in range(0, rows, block):
+        for n0 in range(0, cols, block):
+            m1, n1 = min(m0 + block, rows), min(n0 + block, cols)
+            y0, y1 = max(0, m0 * stride - radius), min(height, (m1 - 1) * stride + radius + 1)
+            x0, x1 = max(0, n0 * stride - radius), min(width, (n1 - 1) * stride + radius + 1)
+            if y0 >= y1 or x0 >= x1:
+                continue
+            feats = target[:, m0:m1, n0:n1].reshape(channels, -1)  # (C, bh*bw)
+            scores = torch.matmul(ref_hwc[y0:y1, x0:x1], feats).float()  # (h, w, bh*bw)
+            if ref_bias is not None:
+                scores = scores + ref_bias[y0:y1, x0:x1, None].float()
+            h, w = y1 - y0, x1 - x0
+            scores = scores.view(h, w, m1 - m0, n1 - n0)  # (h, w, bh, bw)
+            cy = torch.arange(m0, m1) * stride
+            cx = torch.arange(n0, n1) * stride
+            row_pen = torch.where((torch.arange(y0, y1)[:, None] - cy[None]).abs() <= radius, 0.0, float("-inf"))
+            col_pen = torch.where((torch.arange(x0, x1)[:, None] - cx[None]).abs() <= radius, 0.0, float("-inf"))
+            scores = scores + row_pen[:, None, :, None] + col_pen[None, :, None, :]  # (h, w, bh, bw)
+            best, index = scores.reshape(h * w, m1 - m0, n1 - n0).topk(min(k, h * w), dim=0)  # (k, bh, bw)
+            kk = best.shape[0]
+            positions[:kk, 0, m0:m1, n0:n1] = (index % w + x0).float()
+            positions[:kk, 1, m0:m1, n0:n1] = (index // w + y0).float()
+            scores_out[:kk, m0:m1, n0:n1] = best
+    return positions, scores_out
+
+
 def _neighbours(scores, iy, ix, *, axis, lo, hi, limit=None):
     """Scores one step before and after the best (iy, ix) along ``axis`` of ``scores`` (h, w, bh); -inf outside."""
     out = []
