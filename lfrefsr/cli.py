@@ -116,6 +116,8 @@ pattern_options = [
 device_option = click.option("--device", type=click.Choice(choices(Device)), default="auto",
                              show_default=True, callback=_device_check, help="Where models run.")
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace existing output.")
+precision_option = click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32",
+                                show_default=True, help="Learned methods: bf16 autocast on CPU or GPU.")
 weights_option = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
                               help="A checkpoint written by `lfrefsr train` instead of the shipped weights.")
 json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -264,11 +266,12 @@ class _Index(click.ParamType):
 @click.option("--device", type=click.Choice(choices(Device)), default="auto", show_default=True,
               help="Where models run; cuda tasks ask workers for resources={'GPU': 1}.")
 @weights_option
+@precision_option
 @overwrite_option
 @_verbosity
 @_handle_errors
 def reconstruct(stores, method, ref, reference, views, workers, threads_per_worker, scheduler, device, weights,
-                overwrite):
+                precision, overwrite):
     """Super-resolve every non-reference view or frame of STORES, written into each store; reruns resume."""
     from lfrefsr.io.store import Store
     from lfrefsr.pipeline import plan, run_serial
@@ -279,7 +282,7 @@ def reconstruct(stores, method, ref, reference, views, workers, threads_per_work
     opened = [Store.open(path) for path in stores]
     tasks = [task for store in opened
              for task in plan(store, reference_mode=ReferenceMode(reference), ref=ref, views=views or None)]
-    options = _weights_options(method[0], weights)
+    options = _method_options(method[0], weights, precision)
     if workers == 0 and scheduler is None:
         summary = run_serial(tasks, method[0], device=device, overwrite=overwrite, progress=_progress(),
                              method_options=options, threads=threads_per_worker)
@@ -307,24 +310,25 @@ def _resolve_device(device: str, remote: bool = False) -> str:
     return device
 
 
-def _eval_weights(methods: list[str], weights) -> dict | None:
-    if weights is None:
-        return None
-    learned = [m for m in methods if m in ("sisr", "refsr")]
-    if not learned:
+def _eval_options(methods: list[str], weights, precision: str = "fp32") -> dict | None:
+    if weights is not None and not any(m in ("sisr", "refsr") for m in methods):
         raise click.BadParameter("none of the methods has weights", param_hint="--weights")
-    return {m: _weights_options(m, weights) for m in learned}
+    return {m: _method_options(m, weights if m in ("sisr", "refsr") else None, precision) for m in methods}
 
 
-def _weights_options(method: str, weights) -> dict | None:
-    """--weights for a learned method: the checkpoint of its trained network."""
-    if weights is None:
-        return None
-    if method == "sisr":
-        return {"weights": str(weights)}
-    if method == "refsr":
-        return {"ssnet_weights": str(weights)}
-    raise click.BadParameter(f"method {method!r} has no weights", param_hint="--weights")
+def _method_options(method: str, weights, precision: str = "fp32") -> dict | None:
+    """--weights (the checkpoint of the method's trained network) and --precision for learned methods."""
+    options = {}
+    if weights is not None:
+        if method == "sisr":
+            options["weights"] = str(weights)
+        elif method == "refsr":
+            options["ssnet_weights"] = str(weights)
+        else:
+            raise click.BadParameter(f"method {method!r} has no weights", param_hint="--weights")
+    if precision != "fp32" and method in ("refsr", "sisr"):
+        options["precision"] = precision
+    return options or None
 
 
 @cli.command()
@@ -364,16 +368,16 @@ methods_option = click.option("--methods", type=METHODS, default="bicubic,flowwa
 @click.argument("src", type=click.Path(path_type=Path))
 @json_option
 @_options(grid_option, origin_option, scale_option, ref_option, methods_option, *pattern_options, device_option,
-          weights_option)
+          weights_option, precision_option)
 @_verbosity
 @_handle_errors
-def eval_lf(src, json_path, grid, origin, scale, ref, methods, pattern, index_base, device, weights):
+def eval_lf(src, json_path, grid, origin, scale, ref, methods, pattern, index_base, device, weights, precision):
     """Every non-reference view of the light field SRC, super-resolved from the reference view."""
     from lfrefsr.evaluate import evaluate_lf, table, write_json
 
     result = evaluate_lf(src, methods, grid=grid, origin=origin, scale=scale, ref=ref, pattern=pattern,
                          index_base=index_base, device=device, progress=_progress(),
-                         method_options=_eval_weights(methods, weights))
+                         method_options=_eval_options(methods, weights, precision))
     write_json(result, json_path)
     click.echo(table(result))
 
@@ -381,16 +385,16 @@ def eval_lf(src, json_path, grid, origin, scale, ref, methods, pattern, index_ba
 @eval_group.command("video")
 @click.argument("src", type=click.Path(path_type=Path))
 @json_option
-@_options(scale_option, methods_option, device_option, weights_option)
+@_options(scale_option, methods_option, device_option, weights_option, precision_option)
 @click.option("--max-frames", type=click.IntRange(min=2), default=None, help="Use at most N frames.")
 @_verbosity
 @_handle_errors
-def eval_video(src, json_path, scale, methods, device, weights, max_frames):
+def eval_video(src, json_path, scale, methods, device, weights, precision, max_frames):
     """Each frame t >= 1 of SRC super-resolved with HR frame t-1 as reference."""
     from lfrefsr.evaluate import evaluate_video, table, write_json
 
     result = evaluate_video(src, methods, scale=scale, max_frames=max_frames, device=device, progress=_progress(),
-                            method_options=_eval_weights(methods, weights))
+                            method_options=_eval_options(methods, weights, precision))
     write_json(result, json_path)
     click.echo(table(result))
 

@@ -122,7 +122,8 @@ def tiny_weights(tmp_path):
     return paths
 
 
-@pytest.mark.parametrize("variant,options", [("default", {}), ("paper", {"stride": 4}), ("default", {"epipolar": False})])
+@pytest.mark.parametrize("variant,options", [("default", {}), ("paper", {"stride": 4}), ("default", {"epipolar": False}),
+                                             ("default", {"precision": "bf16"})])
 def test_refsr_method_end_to_end(tiny_weights, variant, options):
     from lfrefsr.methods import ViewHint, get_method
 

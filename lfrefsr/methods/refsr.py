@@ -38,7 +38,7 @@ class RefSR(Method):
         chosen = {**VARIANTS[variant], **{k: v for k, v in
                   {"stride": stride, "blend": blend, "ref_patches": ref_patches, "epipolar": epipolar}.items()
                   if v is not None}}
-        self.stride, self.blend = int(chosen["stride"]), chosen["blend"]
+        self.stride, self.blend, self.precision = int(chosen["stride"]), chosen["blend"], precision
         self.ref_patches, self.epipolar, self.batch = chosen["ref_patches"], bool(chosen["epipolar"]), batch
         self.matcher = get_matcher("ccnet", scale=scale, search_range=search_range, device=str(self.device),
                                    weights=ccnet_weights, precision=precision)
@@ -69,11 +69,13 @@ class RefSR(Method):
 
         lr = lr.to(self.device)
         matches = self.matcher.match(lr, context["features"], direction=self.direction(hint))
-        lr_features = self.sisr.features(lr[None])[0]
-        base = self.sisr(lr[None])[0].clamp(0, 1) if self.ssnet.residual else None
-        sr, mask = synthesize(self.ssnet, lr_features, context["ref"], matches.flow, base, scale=self.scale,
-                              stride=self.stride, blend=self.blend, ref_patches=self.ref_patches, batch=self.batch)
-        return sr.clamp(0.0, 1.0), mask
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            lr_features = self.sisr.features(lr[None])[0]
+            base = self.sisr(lr[None])[0].float().clamp(0, 1) if self.ssnet.residual else None
+            sr, mask = synthesize(self.ssnet, lr_features, context["ref"], matches.flow, base, scale=self.scale,
+                                  stride=self.stride, blend=self.blend, ref_patches=self.ref_patches,
+                                  batch=self.batch)
+        return sr.float().clamp(0.0, 1.0), mask.float()
 
     def super_resolve(self, lr: torch.Tensor, context: dict, hint: ViewHint | None = None) -> torch.Tensor:
         return self.super_resolve_with_mask(lr, context, hint)[0]

@@ -46,8 +46,9 @@ class SISR(Method):
     uses_reference = False
 
     def __init__(self, scale: int = 8, device="cpu", *, weights=None, sliding: bool = False, patch: int = 24,
-                 stride: int = 2):
+                 stride: int = 2, precision: str = "fp32"):
         super().__init__(scale, device)
+        self.precision = precision
         from lfrefsr.weights import load_network
 
         self.model, _ = load_network("sisr", weights, device=str(self.device))
@@ -59,9 +60,10 @@ class SISR(Method):
     @torch.inference_mode()
     def super_resolve(self, lr: torch.Tensor, context=None, hint: ViewHint | None = None) -> torch.Tensor:
         lr = lr.to(self.device)[None]  # (1, 3, h, w)
-        if self.sliding:
-            sr = run_sliding(self.model, lr, self.patch, self.stride)
-        else:
-            sr = self.model(lr)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+            if self.sliding:
+                sr = run_sliding(self.model, lr, self.patch, self.stride)
+            else:
+                sr = self.model(lr)
         size = (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
         return resize_to(sr.float(), size)[0].clamp(0.0, 1.0)
