@@ -17,7 +17,7 @@ from contextlib import contextmanager, nullcontext
 from tqdm.auto import tqdm
 
 from lfrefsr.errors import LfrefsrError
-from lfrefsr.pipeline import Summary, Task, execute, start_run
+from lfrefsr.pipeline import Summary, Task, execute, pending, start_run
 
 
 def default_workers(threads_per_worker: int = 1) -> int:
@@ -79,12 +79,13 @@ def run_distributed(
 
     summary = Summary()
     started = time.perf_counter()
-    todo, summary.skipped = start_run(tasks, method_name, overwrite)
-    if not todo:
+    if not overwrite and not pending(tasks, method_name):  # all done: no cluster needed
+        summary.skipped = len(tasks)
         summary.seconds = time.perf_counter() - started
         return summary
     with (nullcontext(client) if client is not None else
           open_client(scheduler, workers=workers, threads_per_worker=threads_per_worker, gpu=device == "cuda")) as client:
+        todo, summary.skipped = start_run(tasks, method_name, overwrite)  # stores change only once connected
         futures, previous = {}, {}
         for task in todo:
             after = previous.get((task.store.path, task.reference)) if task.reference_array != "hr" else None

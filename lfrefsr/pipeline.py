@@ -168,6 +168,13 @@ class Summary:
         return text
 
 
+def pending(tasks: list[Task], method_name: str) -> list[Task]:
+    """The tasks whose view is not marked done, read without creating or changing anything."""
+    stores = {task.store.path: task.store for task in tasks}
+    done = {path: store.done(method_name) for path, store in stores.items()}
+    return [task for task in tasks if not done[task.store.path][task.target]]
+
+
 def start_run(tasks: list[Task], method_name: str, overwrite: bool) -> tuple[list[Task], int]:
     """Create (or with ``overwrite`` recreate) the result arrays; -> the tasks not done yet, and how many are."""
     stores = {task.store.path: task.store for task in tasks}
@@ -175,8 +182,7 @@ def start_run(tasks: list[Task], method_name: str, overwrite: bool) -> tuple[lis
         if overwrite:
             store.clear_result(method_name)
         store.ensure_result(method_name)
-    done = {path: store.done(method_name) for path, store in stores.items()}
-    todo = [task for task in tasks if not done[task.store.path][task.target]]
+    todo = pending(tasks, method_name)
     return todo, len(tasks) - len(todo)
 
 

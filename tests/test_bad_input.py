@@ -266,6 +266,85 @@ def reconstruct_unknown_layout_hdf5(env):
     return Setup(["reconstruct", store, "--method", "bicubic"], "layout version 99", store, store)
 
 
+@case
+def reconstruct_corrupted_zarr_metadata(env):
+    store = env.ingest(env.lf_dir, env.out_dir / "s.zarr")
+    (store / "zarr.json").write_text("{ not json")
+    return Setup(["reconstruct", store, "--method", "bicubic", "--workers", "0"], "corrupted", store, store)
+
+
+@case
+def reconstruct_truncated_hdf5(env):
+    store = env.ingest(env.lf_dir, env.out_dir / "s.h5")
+    _truncate(store)
+    return Setup(["reconstruct", store, "--method", "bicubic", "--workers", "0"], "HDF5", store, store)
+
+
+@case
+def nan_in_float_input(env):
+    import tifffile
+
+    bad = env.lf_dir / "view_01_00.tif"
+    (env.lf_dir / "view_01_00.png").unlink()
+    image = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
+    image[3, 4, 1] = np.nan
+    tifffile.imwrite(bad, image)
+    out = env.out_dir / "s.zarr"
+    return Setup(["ingest", "lf", env.lf_dir, out], "NaN", bad, out, [env.lf_dir])
+
+
+@case
+def bad_scheduler_address(env):
+    store = env.ingest(env.lf_dir, env.out_dir / "s.zarr")
+    return Setup(["reconstruct", store, "--method", "bicubic", "--scheduler", "nonsense://"], "scheduler",
+                 "nonsense://", store)
+
+
+@case
+def weights_of_another_architecture(env):
+    import torch
+
+    from lfrefsr.models.srresnet import SRResNetNN
+
+    weights = env.tmp_path / "in" / "sisr.pt"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model_config": {"name": "srresnet", "num_blocks": 1, "features": 8},
+                "state_dict": SRResNetNN(num_blocks=1, features=8).state_dict()}, weights)
+    out = env.out_dir / "m.json"
+    folder = _match_pair(env)
+    return Setup(["eval", "match", folder, "--json", out, "--methods", "ccnet", "--weights", weights],
+                 "not 'ccnet'", weights, out)
+
+
+@case
+def weights_that_are_a_malicious_pickle(env):
+    import pickle
+
+    weights = env.tmp_path / "in" / "evil.pt"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights.write_bytes(pickle.dumps({"state_dict": _Evil(), "model_config": {"name": "ccnet"}}))
+    out = env.out_dir / "m.json"
+    folder = _match_pair(env)
+    return Setup(["eval", "match", folder, "--json", out, "--methods", "ccnet", "--weights", weights],
+                 "only plain tensors", weights, out)
+
+
+class _Evil:
+    def __reduce__(self):
+        return (os.system, ("touch /tmp/lfrefsr-pwned",))
+
+
+def _match_pair(env) -> Path:
+    from lfrefsr.io.flow import write_flo
+
+    folder = env.tmp_path / "in" / "pair"
+    folder.mkdir(parents=True, exist_ok=True)
+    write_image(folder / "target.png", env.lf_hr[1, 1])
+    write_image(folder / "reference.png", env.lf_hr[0, 0])
+    write_flo(folder / "flow.flo", np.zeros((2, *env.lf_hr.shape[-2:]), np.float32))
+    return folder
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The checks
 # ---------------------------------------------------------------------------------------------------------------
