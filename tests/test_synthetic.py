@@ -142,3 +142,16 @@ def test_shared_texture_folder():
     photos = load_photos(SHARED_DATA / "textures", max_images=2)
     assert len(photos) == 2
     _check_photos(photos)
+
+
+def test_training_pairs_flow_lies_on_the_epipolar_direction_after_rotation():
+    from lfrefsr.training.pairs import PairConfig, load_training_photos, sample_pair
+
+    photos = load_training_photos(["skimage"])[:4]
+    rng = np.random.default_rng(11)
+    cfg = PairConfig(size=64, lf_fraction=1.0, grid=4, max_disparity=2.0, brightness=0.0)
+    for _ in range(4):
+        pair = sample_pair(rng, photos, cfg)
+        dx, dy = pair.direction
+        cross = pair.flow[0] * dy - pair.flow[1] * dx  # zero when the flow is parallel to the direction
+        assert float(cross.abs().max()) < 1e-3

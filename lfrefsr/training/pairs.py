@@ -37,6 +37,7 @@ class Pair:
     ref: torch.Tensor  # (3, S, S) HR reference
     flow: torch.Tensor  # (2, S, S) target -> reference, channel 0 = x
     valid: torch.Tensor  # (S, S) bool
+    direction: tuple[float, float] | None = None  # light field: the epipolar line (dx, dy) the flow lies on
 
 
 def load_training_photos(sources) -> list[torch.Tensor]:
@@ -50,7 +51,8 @@ def rot90(pair: Pair) -> Pair:
     """Rotate every part of a pair by 90 degrees: ``out[i, j] = in[j, W-1-i]`` (torch.rot90, k=1)."""
     turn = lambda x: torch.rot90(x, 1, dims=(-2, -1))  # noqa: E731
     flow = turn(pair.flow)  # vectors still in the old frame: (fx, fy) -> new (x: fy, y: -fx)
-    return Pair(turn(pair.target), turn(pair.ref), torch.stack([flow[1], -flow[0]]), turn(pair.valid))
+    direction = None if pair.direction is None else (pair.direction[1], -pair.direction[0])
+    return Pair(turn(pair.target), turn(pair.ref), torch.stack([flow[1], -flow[0]]), turn(pair.valid), direction)
 
 
 def sample_pair(rng: np.random.Generator, photos: list[torch.Tensor], cfg: PairConfig) -> Pair:
@@ -72,8 +74,10 @@ def sample_pair(rng: np.random.Generator, photos: list[torch.Tensor], cfg: PairC
     flow, occluded = scene.ground_truth(target_view, ref_view)
     oy, ox = (int(o) for o in rng.integers(0, scale, 2))  # HR offset before down-sampling
     crop = (slice(None), slice(oy, oy + size), slice(ox, ox + size))
+    # the flow from the target to the reference lies along (dv, du) of the grid offset target - reference
+    direction = (float(target_view[2] - ref_view[2]), float(target_view[1] - ref_view[1])) if lightfield else None
     pair = Pair(
-        scene.render(*target_view)[crop], scene.render(*ref_view)[crop], flow[crop], ~occluded[crop[1:]],
+        scene.render(*target_view)[crop], scene.render(*ref_view)[crop], flow[crop], ~occluded[crop[1:]], direction,
     )  # the same crop of both views keeps the flow values unchanged
     for _ in range(int(rng.integers(4))):
         pair = rot90(pair)

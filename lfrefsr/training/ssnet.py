@@ -35,6 +35,7 @@ class PairPool:
                                    weights=config.get("ccnet_weights"))
         self.photos, self.noise = photos, float(train.get("noise", 0.0))
         self.ref_patches = config.get("ref_patches", "warp")
+        self.epipolar = bool(config.get("epipolar", True))
         self.items = [self.prepare(rng) for _ in range(int(train["pool"]))]
 
     @torch.no_grad()
@@ -43,7 +44,8 @@ class PairPool:
         pair = sample_pair(rng, self.photos, self.pair_cfg)
         lr = degrade(pair.target, scale, self.noise, rng)  # (1, 3, h, w)
         ref = (pair.ref * 255).round() / 255  # (3, S, S)
-        matches = self.matcher.match(lr[0], self.matcher.prepare(ref))
+        direction = pair.direction if self.epipolar else None  # as refsr searches light fields at inference
+        matches = self.matcher.match(lr[0], self.matcher.prepare(ref), direction=direction)
         flow = matches.flow.float()  # (2, h, w)
         if self.ref_patches == "warp":
             aligned = warp(ref[None], dense_flow(flow, scale, ref.shape[-2:])[None])[0]  # (3, S, S)
