@@ -83,3 +83,44 @@ def test_weights_are_loaded_safely(tmp_path):
                 "state_dict": SRResNetNN(num_blocks=1, features=8).state_dict()}, wrong_shape)
     with pytest.raises(LfrefsrError, match="do not fit"):
         load_network("sisr", wrong_shape)
+
+
+def _tiny_networks(tmp_path):
+    from lfrefsr.models.ccnet import CCNet
+    from lfrefsr.models.srresnet import SRResNetNN
+    from lfrefsr.training.common import save_checkpoint
+
+    ccnet = {"name": "ccnet", "width": 0.25, "out_channels": 8, "normalize": True, "batch_norm": False}
+    sisr = {"name": "srresnet", "scale": 8, "num_blocks": 1, "features": 16}
+    save_checkpoint(tmp_path / "ccnet.pt", model_config=ccnet, reference_input="blurred",
+                    state_dict=CCNet(**{k: v for k, v in ccnet.items() if k != "name"}).state_dict())
+    save_checkpoint(tmp_path / "sisr.pt", model_config=sisr,
+                    state_dict=SRResNetNN(**{k: v for k, v in sisr.items() if k != "name"}).state_dict())
+    return tmp_path / "ccnet.pt", tmp_path / "sisr.pt"
+
+
+def test_sisr_and_ssnet_training_run_and_export(tmp_path):
+    from lfrefsr.training.common import load_config
+    from lfrefsr.weights import load_network
+
+    sisr = load_config("pipelines/sisr_cpu.yaml")
+    sisr["model"].update(num_blocks=1, features=16)
+    sisr["photos"] = ["skimage"]
+    sisr["train"].update(steps=2, batch=2, patch=8, threads=1)
+    result = run_cli(["train", "sisr", "--config", str(_config(tmp_path, sisr, "sisr.yaml")), "--out",
+                      str(tmp_path / "sisr_run"), "-q"])
+    assert result.exit_code == 0, result.output
+    model, _ = load_network("sisr", tmp_path / "sisr_run" / "weights.pt")
+    assert model.scale == 8
+
+    ccnet_weights, sisr_weights = _tiny_networks(tmp_path)
+    ssnet = load_config("pipelines/ssnet_cpu.yaml")
+    ssnet.update(ccnet_weights=str(ccnet_weights), sisr_weights=str(sisr_weights))
+    ssnet["model"].update(lr_channels=16, features=8)
+    ssnet["pairs"].update(size=64, photos=["skimage"])
+    ssnet["train"].update(steps=3, batch=2, pool=2, refresh_every=2, search_range=16, threads=1)
+    result = run_cli(["train", "ssnet", "--config", str(_config(tmp_path, ssnet, "ssnet.yaml")), "--out",
+                      str(tmp_path / "ssnet_run"), "-q"])
+    assert result.exit_code == 0, result.output
+    net, state = load_network("ssnet", tmp_path / "ssnet_run" / "weights.pt")
+    assert net.scale == 8 and state["synthesis"]["ref_patches"] == "warp"
