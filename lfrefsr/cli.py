@@ -445,6 +445,27 @@ def train(network, config_path, out, resume, max_steps):
 
 
 @cli.command()
+@click.option("--size", type=click.IntRange(min=64), default=512, show_default=True, help="View side in pixels.")
+@click.option("--device", type=click.Choice(choices(Device)), default="auto", show_default=True,
+              callback=_device_check, help="Where models run.")
+@precision_option
+@click.option("--end-to-end/--stages-only", default=True, show_default=True,
+              help="Also reconstruct a synthetic 8x8 light field with refsr.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the results as JSON.")
+@_verbosity
+@_handle_errors
+def bench(size, device, precision, end_to_end, json_path):
+    """Seconds, FLOPs and GFLOP/s of each refsr stage on one view, beside torch's matmul GFLOP/s."""
+    from lfrefsr.bench import run_bench
+    from lfrefsr.evaluate import write_json
+
+    results = run_bench(size=size, device=device, precision=precision, end_to_end=end_to_end, echo=click.echo)
+    if json_path is not None:
+        write_json(results, json_path)
+
+
+@cli.command()
 @click.argument("store", type=click.Path(path_type=Path))
 @_verbosity
 @_handle_errors

@@ -1,0 +1,157 @@
+"""``lfrefsr bench``: seconds, FLOPs and achieved GFLOP/s of every refsr stage on one view, beside torch's own matmul
+GFLOP/s measured in the same run, end-to-end views/s on an 8x8 light field, and peak RSS.
+
+FLOPs are counted from the operators' shapes (``torch.utils.flop_counter``: convolutions and matrix products).
+Networks are the shipped ones; where a network is not installed, one of the same architecture (its CPU config) with
+random weights stands in -- speed does not depend on the weight values, and the report says so.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+from lfrefsr.training.common import load_config
+
+PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+
+
+def _network(kind: str, device: str):
+    """(model, where it came from): the shipped weights, else random weights of the CPU config's architecture."""
+    from lfrefsr.models import build_model
+    from lfrefsr.weights import load_network, manifest
+
+    if kind in manifest():
+        return load_network(kind, device=device)[0], "shipped"
+    config = load_config(PIPELINES / f"{kind}_cpu.yaml")["model"]
+    return build_model(config).eval().to(device), "random (not shipped yet)"
+
+
+def matmul_gflops(dtype=torch.float32, device="cpu", repeats: int = 10) -> float:
+    a = torch.randn(1024, 256, dtype=dtype, device=device)
+    b = torch.randn(256, 8192, dtype=dtype, device=device)
+    for _ in range(3):
+        a @ b
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    _sync(device)
+    return 2 * 1024 * 256 * 8192 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def measure(fn, device: str, repeats: int = 2) -> tuple[float, float]:
+    """(seconds per call, FLOPs per call) of ``fn``."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.inference_mode():
+        fn()  # warm-up
+        with FlopCounterMode(display=False) as counter:
+            fn()
+        _sync(device)
+        start = time.perf_counter()
+        for _ in range(repeats):
+            fn()
+        _sync(device)
+    return (time.perf_counter() - start) / repeats, float(counter.get_total_flops())
+
+
+def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", end_to_end: bool = True,
+              grid: int = 8, echo=print) -> dict:
+    from lfrefsr.correspondence import inputs
+    from lfrefsr.correspondence.engine import match
+    from lfrefsr.synthesis import synthesize
+
+    scale = 8
+    autocast = lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16,  # noqa: E731
+                                      enabled=precision == "bf16")
+    ccnet, ccnet_source = _network("ccnet", device)
+    sisr, sisr_source = _network("sisr", device)
+    ssnet, ssnet_source = _network("ssnet", device)
+    torch.manual_seed(0)
+    ref = torch.rand(1, 3, size, size, device=device)
+    lr = torch.rand(1, 3, size // scale, size // scale, device=device)
+    state: dict = {}
+
+    def ref_features():
+        with autocast():
+            state["ref"] = ccnet(inputs.ref_input(ref, scale, "blurred"), "ref")[0].float()
+
+    def target_features():
+        with autocast():
+            state["target"] = ccnet.features_on_grid(inputs.lr_input(lr, scale), scale)[0].float()
+
+    def matching():
+        state["matches"] = match(state["target"], state["ref"], stride=scale, search_range=100)
+
+    def matching_epipolar():
+        match(state["target"], state["ref"], stride=scale, search_range=100, direction=(1.0, 1.0))
+
+    def sisr_branch():
+        with autocast():
+            state["lr_features"] = sisr.features(lr)[0].float()
+            state["base"] = sisr(lr)[0].float()
+
+    def ssnet_stage():
+        with autocast():
+            synthesize(ssnet, state["lr_features"], ref[0], state["matches"].flow, state["base"], scale=scale)
+
+    stages = [("ccnet reference features (dense, once per reference)", ref_features),
+              ("ccnet target features (centre grid)", target_features),
+              ("matching, 2-D search +-100", matching),
+              ("matching, epipolar +-100", matching_epipolar),
+              ("sisr branch (features + x8 output)", sisr_branch),
+              ("ss-net patches + blending (stride 8)", ssnet_stage)]
+    results = {"size": size, "device": device, "precision": precision, "threads": torch.get_num_threads(),
+               "networks": {"ccnet": ccnet_source, "sisr": sisr_source, "ssnet": ssnet_source},
+               "matmul_gflops_fp32": matmul_gflops(torch.float32, device),
+               "matmul_gflops_bf16": matmul_gflops(torch.bfloat16, device), "stages": {}}
+    for name, fn in stages:
+        seconds, flops = measure(fn, device)
+        results["stages"][name] = {"seconds": seconds, "gflop": flops / 1e9,
+                                   "gflops_per_s": flops / seconds / 1e9 if seconds else 0.0}
+    if end_to_end:
+        results["end_to_end"] = _end_to_end(grid, size, device, precision)
+    results["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
+    echo(table(results))
+    return results
+
+
+def _end_to_end(grid: int, size: int, device: str, precision: str) -> dict:
+    """refsr over every view of a synthetic grid x grid light field, in this process."""
+    import tempfile
+
+    from lfrefsr.weights import manifest
+
+    if not {"ccnet", "sisr", "ssnet"} <= set(manifest()):
+        return {"skipped": "refsr's networks are not all shipped"}
+    from benchmarks.pipeline import make_store  # noqa: F401  (repository checkout only)
+    from lfrefsr.pipeline import plan, run_serial
+
+    with tempfile.TemporaryDirectory(prefix="lfrefsr-bench-") as tmp:
+        store = make_store(Path(tmp) / "lf.zarr", grid, size)
+        summary = run_serial(plan(store), "refsr", device=device, progress=False,
+                             method_options={"precision": precision} if precision != "fp32" else None)
+    return {"views": summary.done, "seconds": summary.seconds, "views_per_s": summary.views_per_second}
+
+
+def table(results: dict) -> str:
+    lines = [f"{'stage':55s} {'s':>8s} {'GFLOP':>8s} {'GFLOP/s':>9s} {'% matmul':>9s}"]
+    peak = results["matmul_gflops_bf16" if results["precision"] == "bf16" else "matmul_gflops_fp32"]
+    for name, row in results["stages"].items():
+        lines.append(f"{name:55s} {row['seconds']:8.3f} {row['gflop']:8.2f} {row['gflops_per_s']:9.1f} "
+                     f"{100 * row['gflops_per_s'] / peak:8.0f}%")
+    lines.append(f"torch matmul GFLOP/s: fp32 {results['matmul_gflops_fp32']:.1f}, "
+                 f"bf16 {results['matmul_gflops_bf16']:.1f}  ({results['threads']} threads, {results['device']})")
+    if "end_to_end" in results:
+        lines.append(f"end to end: {results['end_to_end']}")
+    lines.append(f"networks: {results['networks']}")
+    return "\n".join(lines)
