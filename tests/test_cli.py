@@ -319,3 +319,13 @@ def test_demo_runs_the_whole_chain(tmp_path):
     assert (demo / "lightfield.zarr").is_dir() and (demo / "clip.zarr").is_dir()
     assert (demo / "lightfield_sweep.mp4").stat().st_size > 0 and (demo / "clip.mp4").stat().st_size > 0
     assert (demo / "lightfield_grid" / "grid.png").is_file()
+
+
+def test_bench_command_reports_every_stage(tmp_path):
+    """A smoke run of the benchmark (no timing is asserted: benchmarks are not tests)."""
+    out = tmp_path / "bench.json"
+    result = run_cli(["bench", "--size", "64", "--stages-only", "--json", str(out), "-q"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert len(doc["stages"]) == 6 and all(row["gflop"] >= 0 for row in doc["stages"].values())
+    assert doc["matmul_gflops_fp32"] > 0 and "GFLOP/s" in result.output
