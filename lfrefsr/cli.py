@@ -283,6 +283,10 @@ def reconstruct(stores, method, ref, reference, views, workers, threads_per_work
     tasks = [task for store in opened
              for task in plan(store, reference_mode=ReferenceMode(reference), ref=ref, views=views or None)]
     options = _method_options(method[0], weights, precision)
+    from lfrefsr.methods import get_method
+
+    for scale in {store.scale for store in opened}:  # fail fast, before any cluster or store change
+        get_method(method[0], scale=scale, device="cpu", **(options or {}))
     if workers == 0 and scheduler is None:
         summary = run_serial(tasks, method[0], device=device, overwrite=overwrite, progress=_progress(),
                              method_options=options, threads=threads_per_worker)
