@@ -345,6 +345,16 @@ def _match_pair(env) -> Path:
     return folder
 
 
+@case
+def reconstruct_with_an_unusable_method(env):
+    """A learned method whose weights cannot be loaded fails once, up front, not once per view."""
+    store = env.ingest(env.lf_dir, env.out_dir / "s.zarr")
+    weights = env.tmp_path / "in" / "junk.pt"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights.write_bytes(b"not a checkpoint")
+    return Setup(["reconstruct", store, "--method", "sisr", "--weights", weights], "weights", weights, store)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The checks
 # ---------------------------------------------------------------------------------------------------------------
@@ -436,13 +446,3 @@ def test_an_unreachable_scheduler_is_one_line(lf_dir, out_dir):
 
     assert Store.open(out_dir / "s.zarr").methods() in ([], ["bicubic"])
     assert not Store.open(out_dir / "s.zarr").done("bicubic").any()
-
-
-@case
-def reconstruct_with_an_unusable_method(env):
-    """A learned method whose weights cannot be loaded fails once, up front, not once per view."""
-    store = env.ingest(env.lf_dir, env.out_dir / "s.zarr")
-    weights = env.tmp_path / "in" / "junk.pt"
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    weights.write_bytes(b"not a checkpoint")
-    return Setup(["reconstruct", store, "--method", "sisr", "--weights", weights], "weights", weights, store)
