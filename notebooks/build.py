@@ -12,8 +12,7 @@ HERE = Path(__file__).parent
 SETUP = '''\
 import os, tempfile
 from pathlib import Path
-import matplotlib
-matplotlib.use("Agg")
+%matplotlib inline
 import matplotlib.pyplot as plt
 import numpy as np
 import lfrefsr
