@@ -1,0 +1,27 @@
+"""The weights that ship inside the package: present, matching their recorded sha256, loadable safely."""
+
+import pytest
+
+from lfrefsr.errors import LfrefsrError
+from lfrefsr.weights import HERE, load_network, manifest, verify
+
+
+def test_shipped_ccnet_is_listed_and_its_checksum_matches():
+    entries = manifest()
+    assert "ccnet" in entries
+    for kind, entry in entries.items():
+        assert verify(kind).name == entry["file"]
+        assert entry["config"].startswith("pipelines/") and entry["command"].startswith("lfrefsr train")
+        model, _ = load_network(kind)
+        assert not model.training
+
+
+def test_a_changed_weights_file_is_refused(tmp_path, monkeypatch):
+    import lfrefsr.weights as weights
+
+    copy = tmp_path / "ccnet.pt"
+    copy.write_bytes((HERE / manifest()["ccnet"]["file"]).read_bytes() + b"tampered")
+    monkeypatch.setattr(weights, "HERE", tmp_path)
+    monkeypatch.setattr(weights, "MANIFEST", HERE / "manifest.json")
+    with pytest.raises(LfrefsrError, match="sha256"):
+        weights.verify("ccnet")
