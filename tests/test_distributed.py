@@ -44,7 +44,7 @@ class Cluster:
         ]
         from distributed import Client
 
-        with Client(self.address, timeout=60) as client:
+        with Client(self.address, timeout=60, set_as_default=False) as client:
             client.wait_for_workers(workers, timeout=120)
 
     def kill_worker(self, k: int) -> None:
