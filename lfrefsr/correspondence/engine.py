@@ -51,6 +51,26 @@ def _parabola(minus: torch.Tensor, centre: torch.Tensor, plus: torch.Tensor) -> 
     return torch.where(torch.isfinite(offset) & (curvature < 0), offset, torch.zeros_like(offset)).clamp(-0.5, 0.5)
 
 
+def _block_scores(target, ref, *, stride: int, radius: int, ref_bias, block: int):
+    """Yield (m0, m1, n0, n1, y0, x0, scores (h, w, bh, bw)): each block of centres scored against the union of
+    their windows in one GEMM; the caller applies each centre's own window."""
+    channels, rows, cols = target.shape
+    _, height, width = ref.shape
+    ref_hwc = ref.permute(1, 2, 0).contiguous()  # (H, W, C): window rows are contiguous, no copy per block
+    for m0 in range(0, rows, block):
+        for n0 in range(0, cols, block):
+            m1, n1 = min(m0 + block, rows), min(n0 + block, cols)
+            y0, y1 = max(0, m0 * stride - radius), min(height, (m1 - 1) * stride + radius + 1)
+            x0, x1 = max(0, n0 * stride - radius), min(width, (n1 - 1) * stride + radius + 1)
+            if y0 >= y1 or x0 >= x1:
+                continue
+            feats = target[:, m0:m1, n0:n1].reshape(channels, -1)  # (C, bh*bw)
+            scores = torch.matmul(ref_hwc[y0:y1, x0:x1], feats)  # (h, w, bh*bw)
+            if ref_bias is not None:
+                scores = scores + ref_bias[y0:y1, x0:x1, None].to(scores.dtype)
+            yield m0, m1, n0, n1, y0, x0, scores.view(y1 - y0, x1 - x0, m1 - m0, n1 - n0)
+
+
 @torch.no_grad()
 def match(
     target: torch.Tensor,
@@ -72,41 +92,30 @@ def match(
     if direction is not None:
         return _match_line(target, ref, stride=stride, search_range=search_range, ref_bias=ref_bias,
                            direction=direction, subpixel=subpixel)
-    channels, rows, cols = target.shape
-    _, height, width = ref.shape
+    _, rows, cols = target.shape
     radius = int(search_range)
-    ref_hwc = ref.permute(1, 2, 0).contiguous()  # (H, W, C): window rows are contiguous, no copy per block
     position = torch.zeros(2, rows, cols, device=target.device)
     score = torch.full((rows, cols), float("-inf"), device=target.device)
-    for m0 in range(0, rows, block):
-        for n0 in range(0, cols, block):
-            m1, n1 = min(m0 + block, rows), min(n0 + block, cols)
-            y0, y1 = max(0, m0 * stride - radius), min(height, (m1 - 1) * stride + radius + 1)
-            x0, x1 = max(0, n0 * stride - radius), min(width, (n1 - 1) * stride + radius + 1)
-            if y0 >= y1 or x0 >= x1:
-                continue
-            feats = target[:, m0:m1, n0:n1].reshape(channels, -1)  # (C, bh*bw)
-            scores = torch.matmul(ref_hwc[y0:y1, x0:x1], feats)  # (h, w, bh*bw): one GEMM for the block
-            if ref_bias is not None:
-                scores = scores + ref_bias[y0:y1, x0:x1, None].to(scores.dtype)
-            scores = scores.view(y1 - y0, x1 - x0, m1 - m0, n1 - n0)  # (h, w, bh, bw)
-            for j in range(n1 - n0):  # columns first: each centre column has one contiguous column range
-                cx = (n0 + j) * stride
-                a, b = max(x0, cx - radius) - x0, min(x1, cx + radius + 1) - x0
-                col_best, col_index = scores[:, a:b, :, j].max(dim=1)  # (h, bh)
-                col_best = col_best.float()
-                cy = torch.arange(m0, m1, device=target.device) * stride  # (bh,)
-                ys = torch.arange(y0, y1, device=target.device)[:, None]  # (h, 1)
-                col_best = col_best.masked_fill((ys - cy[None]).abs() > radius, float("-inf"))  # rows outside
-                best, iy = col_best.max(dim=0)  # (bh,)
-                ix = col_index.gather(0, iy[None])[0] + a  # (bh,)
-                px, py = (ix + x0).float(), (iy + y0).float()
-                if subpixel:
-                    px = px + _parabola_peak(*_neighbours(scores[..., j], iy, ix, axis=1, lo=a, hi=b), best)
-                    py = py + _parabola_peak(*_neighbours(scores[..., j], iy, ix, axis=0, lo=0, hi=y1 - y0,
-                                                     limit=(cy - radius - y0, cy + radius - y0)), best)
-                position[0, m0:m1, n0 + j], position[1, m0:m1, n0 + j] = px, py
-                score[m0:m1, n0 + j] = best
+    for m0, m1, n0, n1, y0, x0, scores in _block_scores(target, ref, stride=stride, radius=radius,
+                                                         ref_bias=ref_bias, block=block):
+        y1, x1 = y0 + scores.shape[0], x0 + scores.shape[1]
+        for j in range(n1 - n0):  # columns first: each centre column has one contiguous column range
+            cx = (n0 + j) * stride
+            a, b = max(x0, cx - radius) - x0, min(x1, cx + radius + 1) - x0
+            col_best, col_index = scores[:, a:b, :, j].max(dim=1)  # (h, bh)
+            col_best = col_best.float()
+            cy = torch.arange(m0, m1, device=target.device) * stride  # (bh,)
+            ys = torch.arange(y0, y1, device=target.device)[:, None]  # (h, 1)
+            col_best = col_best.masked_fill((ys - cy[None]).abs() > radius, float("-inf"))  # rows outside
+            best, iy = col_best.max(dim=0)  # (bh,)
+            ix = col_index.gather(0, iy[None])[0] + a  # (bh,)
+            px, py = (ix + x0).float(), (iy + y0).float()
+            if subpixel:
+                px = px + _parabola_peak(*_neighbours(scores[..., j], iy, ix, axis=1, lo=a, hi=b), best)
+                py = py + _parabola_peak(*_neighbours(scores[..., j], iy, ix, axis=0, lo=0, hi=y1 - y0,
+                                                 limit=(cy - radius - y0, cy + radius - y0)), best)
+            position[0, m0:m1, n0 + j], position[1, m0:m1, n0 + j] = px, py
+            score[m0:m1, n0 + j] = best
     return Matches(stride, position, score, score)
 
 
@@ -117,35 +126,25 @@ def match_topk(target: torch.Tensor, ref: torch.Tensor, *, stride: int, k: int, 
 
     Same blocked GEMM as ``match``; each centre's window is applied as a separable -inf penalty before ``topk``.
     """
-    channels, rows, cols = target.shape
-    _, height, width = ref.shape
+    _, rows, cols = target.shape
     radius = int(search_range)
-    ref_hwc = ref.permute(1, 2, 0).contiguous()  # (H, W, C)
     positions = torch.zeros(k, 2, rows, cols)
     scores_out = torch.full((k, rows, cols), float("-inf"))
-    for m0 in range(0, rows, block):
-        for n0 in range(0, cols, block):
-            m1, n1 = min(m0 + block, rows), min(n0 + block, cols)
-            y0, y1 = max(0, m0 * stride - radius), min(height, (m1 - 1) * stride + radius + 1)
-            x0, x1 = max(0, n0 * stride - radius), min(width, (n1 - 1) * stride + radius + 1)
-            if y0 >= y1 or x0 >= x1:
-                continue
-            feats = target[:, m0:m1, n0:n1].reshape(channels, -1)  # (C, bh*bw)
-            scores = torch.matmul(ref_hwc[y0:y1, x0:x1], feats).float()  # (h, w, bh*bw)
-            if ref_bias is not None:
-                scores = scores + ref_bias[y0:y1, x0:x1, None].float()
-            h, w = y1 - y0, x1 - x0
-            scores = scores.view(h, w, m1 - m0, n1 - n0)  # (h, w, bh, bw)
-            cy = torch.arange(m0, m1) * stride
-            cx = torch.arange(n0, n1) * stride
-            row_pen = torch.where((torch.arange(y0, y1)[:, None] - cy[None]).abs() <= radius, 0.0, float("-inf"))
-            col_pen = torch.where((torch.arange(x0, x1)[:, None] - cx[None]).abs() <= radius, 0.0, float("-inf"))
-            scores = scores + row_pen[:, None, :, None] + col_pen[None, :, None, :]  # (h, w, bh, bw)
-            best, index = scores.reshape(h * w, m1 - m0, n1 - n0).topk(min(k, h * w), dim=0)  # (k, bh, bw)
-            kk = best.shape[0]
-            positions[:kk, 0, m0:m1, n0:n1] = (index % w + x0).float()
-            positions[:kk, 1, m0:m1, n0:n1] = (index // w + y0).float()
-            scores_out[:kk, m0:m1, n0:n1] = best
+    for m0, m1, n0, n1, y0, x0, scores in _block_scores(target, ref, stride=stride, radius=radius,
+                                                         ref_bias=ref_bias, block=block):
+        scores = scores.float()
+        h, w = scores.shape[:2]
+        y1, x1 = y0 + h, x0 + w
+        cy = torch.arange(m0, m1) * stride
+        cx = torch.arange(n0, n1) * stride
+        row_pen = torch.where((torch.arange(y0, y1)[:, None] - cy[None]).abs() <= radius, 0.0, float("-inf"))
+        col_pen = torch.where((torch.arange(x0, x1)[:, None] - cx[None]).abs() <= radius, 0.0, float("-inf"))
+        scores = scores + row_pen[:, None, :, None] + col_pen[None, :, None, :]  # (h, w, bh, bw)
+        best, index = scores.reshape(h * w, m1 - m0, n1 - n0).topk(min(k, h * w), dim=0)  # (k, bh, bw)
+        kk = best.shape[0]
+        positions[:kk, 0, m0:m1, n0:n1] = (index % w + x0).float()
+        positions[:kk, 1, m0:m1, n0:n1] = (index // w + y0).float()
+        scores_out[:kk, m0:m1, n0:n1] = best
     return positions, scores_out
 
 
