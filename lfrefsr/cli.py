@@ -118,6 +118,8 @@ device_option = click.option("--device", type=click.Choice(choices(Device)), def
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace existing output.")
 precision_option = click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32",
                                 show_default=True, help="Learned methods: bf16 autocast on CPU or GPU.")
+variant_option = click.option("--variant", type=click.Choice(["default", "paper"]), default=None,
+                               help="refsr: the default variant or the paper's configuration (as refsr_paper).")
 weights_option = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
                               help="A checkpoint written by `lfrefsr train` instead of the shipped weights.")
 json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -267,11 +269,12 @@ class _Index(click.ParamType):
               help="Where models run; cuda tasks ask workers for resources={'GPU': 1}.")
 @weights_option
 @precision_option
+@variant_option
 @overwrite_option
 @_verbosity
 @_handle_errors
 def reconstruct(stores, method, ref, reference, views, workers, threads_per_worker, scheduler, device, weights,
-                precision, overwrite):
+                precision, variant, overwrite):
     """Super-resolve every non-reference view or frame of STORES, written into each store; reruns resume."""
     from lfrefsr.io.store import Store
     from lfrefsr.pipeline import plan, run_serial
@@ -282,7 +285,7 @@ def reconstruct(stores, method, ref, reference, views, workers, threads_per_work
     opened = [Store.open(path) for path in stores]
     tasks = [task for store in opened
              for task in plan(store, reference_mode=ReferenceMode(reference), ref=ref, views=views or None)]
-    options = _method_options(method[0], weights, precision)
+    options = _method_options(method[0], weights, precision, variant)
     from lfrefsr.methods import get_method
 
     for scale in {store.scale for store in opened}:  # fail fast, before any cluster or store change
@@ -314,24 +317,34 @@ def _resolve_device(device: str, remote: bool = False) -> str:
     return device
 
 
-def _eval_options(methods: list[str], weights, precision: str = "fp32") -> dict | None:
-    if weights is not None and not any(m in ("sisr", "refsr") for m in methods):
+LEARNED = ("sisr", "refsr", "refsr_paper")
+
+
+def _eval_options(methods: list[str], weights, precision: str = "fp32", variant: str | None = None) -> dict | None:
+    if weights is not None and not any(m in LEARNED for m in methods):
         raise click.BadParameter("none of the methods has weights", param_hint="--weights")
-    return {m: _method_options(m, weights if m in ("sisr", "refsr") else None, precision) for m in methods}
+    if variant is not None and "refsr" not in methods:
+        raise click.BadParameter("--variant applies to refsr, which is not among the methods", param_hint="--variant")
+    return {m: _method_options(m, weights if m in LEARNED else None, precision, variant if m == "refsr" else None)
+            for m in methods}
 
 
-def _method_options(method: str, weights, precision: str = "fp32") -> dict | None:
-    """--weights (the checkpoint of the method's trained network) and --precision for learned methods."""
+def _method_options(method: str, weights, precision: str = "fp32", variant: str | None = None) -> dict | None:
+    """--weights (the checkpoint of the method's trained network), --precision for learned methods, --variant."""
     options = {}
     if weights is not None:
         if method == "sisr":
             options["weights"] = str(weights)
-        elif method == "refsr":
+        elif method in ("refsr", "refsr_paper"):
             options["ssnet_weights"] = str(weights)
         else:
             raise click.BadParameter(f"method {method!r} has no weights", param_hint="--weights")
-    if precision != "fp32" and method in ("refsr", "sisr"):
+    if precision != "fp32" and method in LEARNED:
         options["precision"] = precision
+    if variant is not None:
+        if method != "refsr":
+            raise click.BadParameter(f"method {method!r} has no variants", param_hint="--variant")
+        options["variant"] = variant
     return options or None
 
 
@@ -372,16 +385,17 @@ methods_option = click.option("--methods", type=METHODS, default="bicubic,flowwa
 @click.argument("src", type=click.Path(path_type=Path))
 @json_option
 @_options(grid_option, origin_option, scale_option, ref_option, methods_option, *pattern_options, device_option,
-          weights_option, precision_option)
+          weights_option, precision_option, variant_option)
 @_verbosity
 @_handle_errors
-def eval_lf(src, json_path, grid, origin, scale, ref, methods, pattern, index_base, device, weights, precision):
+def eval_lf(src, json_path, grid, origin, scale, ref, methods, pattern, index_base, device, weights, precision,
+            variant):
     """Every non-reference view of the light field SRC, super-resolved from the reference view."""
     from lfrefsr.evaluate import evaluate_lf, table, write_json
 
     result = evaluate_lf(src, methods, grid=grid, origin=origin, scale=scale, ref=ref, pattern=pattern,
                          index_base=index_base, device=device, progress=_progress(),
-                         method_options=_eval_options(methods, weights, precision))
+                         method_options=_eval_options(methods, weights, precision, variant))
     write_json(result, json_path)
     click.echo(table(result))
 
@@ -389,16 +403,16 @@ def eval_lf(src, json_path, grid, origin, scale, ref, methods, pattern, index_ba
 @eval_group.command("video")
 @click.argument("src", type=click.Path(path_type=Path))
 @json_option
-@_options(scale_option, methods_option, device_option, weights_option, precision_option)
+@_options(scale_option, methods_option, device_option, weights_option, precision_option, variant_option)
 @click.option("--max-frames", type=click.IntRange(min=2), default=None, help="Use at most N frames.")
 @_verbosity
 @_handle_errors
-def eval_video(src, json_path, scale, methods, device, weights, precision, max_frames):
+def eval_video(src, json_path, scale, methods, device, weights, precision, variant, max_frames):
     """Each frame t >= 1 of SRC super-resolved with HR frame t-1 as reference."""
     from lfrefsr.evaluate import evaluate_video, table, write_json
 
     result = evaluate_video(src, methods, scale=scale, max_frames=max_frames, device=device, progress=_progress(),
-                            method_options=_eval_options(methods, weights, precision))
+                            method_options=_eval_options(methods, weights, precision, variant))
     write_json(result, json_path)
     click.echo(table(result))
 
@@ -413,15 +427,16 @@ def eval_video(src, json_path, scale, methods, device, weights, precision, max_f
               help="Comma-separated matchers.")
 @weights_option
 @device_option
+@precision_option
 @_verbosity
 @_handle_errors
-def eval_match(pair_dirs, json_path, scale, search_range, methods, weights, device):
+def eval_match(pair_dirs, json_path, scale, search_range, methods, weights, device, precision):
     """Cross-scale matching accuracy on PAIR_DIRS (pair folders, or folders of them), pooled and per pair."""
     from lfrefsr.correspondence.evaluate import evaluate_match, table
     from lfrefsr.evaluate import write_json
 
     result = evaluate_match(pair_dirs, methods, scale=scale, search_range=search_range, weights=weights,
-                            device=device, progress=_progress())
+                            device=device, precision=precision, progress=_progress())
     write_json(result, json_path)
     click.echo(table(result))
 

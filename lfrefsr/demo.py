@@ -40,7 +40,7 @@ def demo_methods() -> tuple[str, ...]:
     from lfrefsr.weights import manifest
 
     shipped = manifest()
-    return DEMO_METHODS + (("refsr",) if {"ccnet", "sisr", "ssnet"} <= set(shipped) else ())
+    return DEMO_METHODS + (("refsr",) if {"sisr", "ssnet"} <= set(shipped) else ())
 
 
 def run_demo(out: str | Path, *, device: str = "cpu", methods=None, progress: bool = True, echo=print,

@@ -8,7 +8,11 @@ Reference patches (``ref_patches``):
     ``warp``: the reference is warped once by the dense flow interpolated from every LR pixel's match, and each
         patch takes the warped reference at its own place (denser correspondences).
 
-Padding rule: the LR inputs are padded by edge replication at the bottom and right until the patches, placed every
+``synthesize_image`` runs SS-Net fully convolutionally on a guide already aligned to the target (refsr's default
+variant): no overlapping patches, so no computation the result does not need, and no seams; tiles with a halo of
+``SSNET_HALO`` LR pixels bound memory and give the whole-image result (a test checks).
+
+Padding rule (patches): the LR inputs are padded by edge replication at the bottom and right until the patches, placed every
 ``stride`` LR pixels from (0, 0), cover the image exactly; the output is cropped back to (h*s, w*s). The reference
 is padded by edge replication for patches that reach outside it. Memory: patches run in batches of ``batch``;
 only the output canvas and its weights are image-sized.
@@ -123,3 +127,41 @@ def synthesize(
     sr = canvas / weight.clamp_min(1e-8)
     crop = (slice(None), slice(0, h * scale), slice(0, w * scale))
     return sr[crop], (mask_canvas / count)[crop]
+
+
+SSNET_HALO = 8  # LR pixels: SS-Net's receptive field radius is below 8 LR pixels (64 HR) at x8, and below at x2, x4
+
+
+@torch.no_grad()
+def synthesize_image(
+    net,
+    lr_features: torch.Tensor,
+    guide: torch.Tensor,
+    base: torch.Tensor | None = None,
+    *,
+    scale: int,
+    tile: int | None = 64,
+    halo: int = SSNET_HALO,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """SS-Net on a whole image, in tiles of ``tile`` LR pixels (None: one piece) with ``halo`` LR pixels of context.
+
+    lr_features (Cl, h, w); guide (hr_in_channels, h*s, w*s) aligned to the target; base (3, h*s, w*s) or None.
+    Returns sr (3, h*s, w*s) and M(0) (1, h*s, w*s). Tile borders fall on LR pixels, so SS-Net's 2^k max-pools see
+    the same windows as in the whole image.
+    """
+    _, h, w = lr_features.shape
+    step = tile or max(h, w)
+    sr = torch.empty(3, h * scale, w * scale, device=guide.device)
+    mask = torch.empty(1, h * scale, w * scale, device=guide.device)
+    for top in range(0, h, step):
+        for left in range(0, w, step):
+            bottom, right = min(h, top + step), min(w, left + step)
+            y0, y1, x0, x1 = max(0, top - halo), min(h, bottom + halo), max(0, left - halo), min(w, right + halo)
+            hr = (slice(None), slice(y0 * scale, y1 * scale), slice(x0 * scale, x1 * scale))
+            out, out_mask = net(lr_features[None, :, y0:y1, x0:x1], guide[hr][None],
+                                None if base is None else base[hr][None])  # (1, 3, .., ..), (1, 1, .., ..)
+            inner = (slice((top - y0) * scale, (bottom - y0) * scale), slice((left - x0) * scale, (right - x0) * scale))
+            target = (slice(top * scale, bottom * scale), slice(left * scale, right * scale))
+            sr[(slice(None), *target)] = out[0][(slice(None), *inner)].float()
+            mask[(slice(None), *target)] = out_mask[0][(slice(None), *inner)].float()
+    return sr, mask

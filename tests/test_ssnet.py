@@ -112,7 +112,8 @@ def tiny_weights(tmp_path):
     configs = {
         "ccnet": ({"name": "ccnet", "width": 0.25, "out_channels": 16, "normalize": True}, CCNet),
         "sisr": ({"name": "srresnet", "scale": 8, "num_blocks": 2, "features": 16}, SRResNetNN),
-        "ssnet": ({"name": "ssnet", "scale": 8, "lr_channels": 16, "features": 8}, SSNet),
+        "ssnet": ({"name": "ssnet", "scale": 8, "lr_channels": 16, "features": 8, "hr_in_channels": 7}, SSNet),
+        "ssnet_paper": ({"name": "ssnet", "scale": 8, "lr_channels": 16, "features": 8}, SSNet),
     }
     paths = {}
     for kind, (config, cls) in configs.items():
@@ -122,18 +123,31 @@ def tiny_weights(tmp_path):
     return paths
 
 
-@pytest.mark.parametrize("variant,options", [("default", {}), ("paper", {"stride": 4}), ("default", {"epipolar": False}),
+@pytest.mark.parametrize("variant,options", [("default", {}), ("default", {"tile": 4, "back_project": 0}),
+                                             ("paper", {"stride": 4}), ("paper", {"epipolar": True, "stride": 8}),
                                              ("default", {"precision": "bf16"})])
 def test_refsr_method_end_to_end(tiny_weights, variant, options):
     from lfrefsr.methods import ViewHint, get_method
 
+    ssnet = tiny_weights["ssnet" if variant == "default" else "ssnet_paper"]
     method = get_method("refsr", scale=8, variant=variant, ccnet_weights=tiny_weights["ccnet"],
-                        sisr_weights=tiny_weights["sisr"], ssnet_weights=tiny_weights["ssnet"], search_range=12,
-                        **options)
+                        sisr_weights=tiny_weights["sisr"], ssnet_weights=ssnet, search_range=12, **options)
     ref = torch.rand(3, 72, 88)
     lr = torch.rand(3, 9, 11)
-    sr = method.super_resolve(lr, method.prepare(ref), ViewHint(grid_offset=(1, 2)))
+    sr, mask = method.super_resolve_with_mask(lr, method.prepare(ref), ViewHint(grid_offset=(1, 2)))
     assert sr.shape == (3, 72, 88) and torch.isfinite(sr).all() and 0 <= sr.min() and sr.max() <= 1
+    assert mask.shape == (1, 72, 88) and ((mask >= 0) & (mask <= 1)).all()
+
+
+def test_refsr_refuses_an_ssnet_of_the_other_variant(tiny_weights):
+    from lfrefsr.errors import LfrefsrError
+    from lfrefsr.methods import get_method
+
+    with pytest.raises(LfrefsrError, match="HR channels"):
+        get_method("refsr", scale=8, sisr_weights=tiny_weights["sisr"], ssnet_weights=tiny_weights["ssnet_paper"])
+    with pytest.raises(LfrefsrError, match="HR channels"):
+        get_method("refsr_paper", scale=8, ccnet_weights=tiny_weights["ccnet"], sisr_weights=tiny_weights["sisr"],
+                   ssnet_weights=tiny_weights["ssnet"])
 
 
 def test_sisr_method_plain_and_sliding(tiny_weights):
@@ -145,3 +159,21 @@ def test_sisr_method_plain_and_sliding(tiny_weights):
     assert plain.shape == sliding.shape == (3, 80, 104)
     assert (plain - sliding).abs().mean() < 0.1  # same network, different border statistics
     assert get_method("sisr", scale=4, weights=tiny_weights["sisr"])(lr, None).shape == (3, 40, 52)
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_tiled_whole_image_synthesis_equals_one_piece(scale):
+    from lfrefsr.synthesis import synthesize_image
+
+    torch.manual_seed(0)
+    net = SSNet(scale=scale, lr_channels=16, features=8, hr_in_channels=7).eval()
+    with torch.no_grad():
+        net.out.weight.normal_()  # the near-zero initial output would hide differences
+    h, w = 21, 34
+    args = (torch.randn(16, h, w), torch.rand(7, h * scale, w * scale), torch.rand(3, h * scale, w * scale))
+    whole, whole_mask = synthesize_image(net, *args, scale=scale, tile=None)
+    tiled, tiled_mask = synthesize_image(net, *args, scale=scale, tile=8)
+    assert whole.shape == (3, h * scale, w * scale) and whole_mask.shape == (1, h * scale, w * scale)
+    assert (tiled - whole).abs().max() <= 1e-5 and (tiled_mask - whole_mask).abs().max() <= 1e-5
+    too_small, _ = synthesize_image(net, *args, scale=scale, tile=8, halo=1)
+    assert (too_small - whole).abs().max() > 1e-3  # the halo is what makes tiles exact

@@ -99,7 +99,7 @@ def _tiny_networks(tmp_path):
     return tmp_path / "ccnet.pt", tmp_path / "sisr.pt"
 
 
-def test_sisr_and_ssnet_training_run_and_export(tmp_path):
+def test_sisr_training_runs_and_exports(tmp_path):
     from lfrefsr.training.common import load_config
     from lfrefsr.weights import load_network
 
@@ -113,14 +113,21 @@ def test_sisr_and_ssnet_training_run_and_export(tmp_path):
     model, _ = load_network("sisr", tmp_path / "sisr_run" / "weights.pt")
     assert model.scale == 8
 
+
+@pytest.mark.parametrize("config,alignment,channels", [("ssnet_cpu.yaml", "flow", 7),
+                                                       ("ssnet_paper_cpu.yaml", "ccnet", 3)])
+def test_ssnet_training_runs_and_exports(tmp_path, config, alignment, channels):
+    from lfrefsr.training.common import load_config
+    from lfrefsr.weights import load_network
+
     ccnet_weights, sisr_weights = _tiny_networks(tmp_path)
-    ssnet = load_config("pipelines/ssnet_cpu.yaml")
+    ssnet = load_config(f"pipelines/{config}")
     ssnet.update(ccnet_weights=str(ccnet_weights), sisr_weights=str(sisr_weights))
     ssnet["model"].update(lr_channels=16, features=8)
     ssnet["pairs"].update(size=64, photos=["skimage"])
-    ssnet["train"].update(steps=3, batch=2, pool=2, refresh_every=2, search_range=16, threads=1)
+    ssnet["train"].update(steps=3, batch=2, patch=4, pool=2, refresh_every=2, search_range=16, threads=1)
     result = run_cli(["train", "ssnet", "--config", str(_config(tmp_path, ssnet, "ssnet.yaml")), "--out",
                       str(tmp_path / "ssnet_run"), "-q"])
     assert result.exit_code == 0, result.output
     net, state = load_network("ssnet", tmp_path / "ssnet_run" / "weights.pt")
-    assert net.scale == 8 and state["synthesis"]["ref_patches"] == "warp"
+    assert net.scale == 8 and net.hr_in_channels == channels and state["synthesis"]["alignment"] == alignment

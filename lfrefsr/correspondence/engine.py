@@ -94,6 +94,10 @@ def match(
                            direction=direction, subpixel=subpixel)
     _, rows, cols = target.shape
     radius = int(search_range)
+    # bfloat16 GEMM outputs are rounded to 8 mantissa bits, which ties neighbouring candidates: the argmax is
+    # re-decided (and sub-pixel peaks fitted) on float32 scores of its 3 x 3 neighbourhood
+    low_precision = target.dtype == torch.bfloat16 or ref.dtype == torch.bfloat16
+    coarse_subpixel, subpixel = subpixel and not low_precision, subpixel
     position = torch.zeros(2, rows, cols, device=target.device)
     score = torch.full((rows, cols), float("-inf"), device=target.device)
     for m0, m1, n0, n1, y0, x0, scores in _block_scores(target, ref, stride=stride, radius=radius,
@@ -110,13 +114,53 @@ def match(
             best, iy = col_best.max(dim=0)  # (bh,)
             ix = col_index.gather(0, iy[None])[0] + a  # (bh,)
             px, py = (ix + x0).float(), (iy + y0).float()
-            if subpixel:
+            if coarse_subpixel:
                 px = px + _parabola_peak(*_neighbours(scores[..., j], iy, ix, axis=1, lo=a, hi=b), best)
                 py = py + _parabola_peak(*_neighbours(scores[..., j], iy, ix, axis=0, lo=0, hi=y1 - y0,
                                                  limit=(cy - radius - y0, cy + radius - y0)), best)
             position[0, m0:m1, n0 + j], position[1, m0:m1, n0 + j] = px, py
             score[m0:m1, n0 + j] = best
+    if low_precision:
+        position, score = _refine_fp32(target, ref, position, stride=stride, radius=radius, ref_bias=ref_bias,
+                                       subpixel=subpixel)
     return Matches(stride, position, score, score)
+
+
+def _refine_fp32(target, ref, position, *, stride, radius, ref_bias, subpixel, rounds: int = 2):
+    """Hill-climb each integer match over its 3 x 3 neighbourhood (inside the image and the centre's window) on
+    float32 scores; optional parabola sub-pixel peak from the same scores. -> (position (2, Ny, Nx), score)."""
+    channels, rows, cols = target.shape
+    _, height, width = ref.shape
+    ref_hwc = ref.permute(1, 2, 0)  # (H, W, C) view of the channels-last features
+    feats = target.reshape(channels, -1).t().float()  # (N, C)
+    ys_c = (torch.arange(rows, device=target.device) * stride)[:, None].expand(rows, cols).reshape(-1)  # (N,)
+    xs_c = (torch.arange(cols, device=target.device) * stride)[None, :].expand(rows, cols).reshape(-1)  # (N,)
+    px, py = position[0].reshape(-1).long(), position[1].reshape(-1).long()  # (N,)
+    offsets = torch.tensor([(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1)], device=target.device)  # (9, 2)
+
+    def neighbourhood(px, py):
+        ny, nx = py[:, None] + offsets[None, :, 0], px[:, None] + offsets[None, :, 1]  # (N, 9)
+        inside = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
+        inside &= ((ny - ys_c[:, None]).abs() <= radius) & ((nx - xs_c[:, None]).abs() <= radius)
+        cy, cx = ny.clamp(0, height - 1), nx.clamp(0, width - 1)
+        scores = torch.einsum("nkc,nc->nk", ref_hwc[cy, cx].float(), feats)  # (N, 9)
+        if ref_bias is not None:
+            scores = scores + ref_bias[cy, cx].float()
+        return scores.masked_fill(~inside, float("-inf"))
+
+    for _ in range(rounds):
+        scores = neighbourhood(px, py)
+        best = scores.argmax(dim=1)  # (N,)
+        if bool((best == 4).all()):
+            break
+        py, px = py + offsets[best, 0], px + offsets[best, 1]
+    scores = neighbourhood(px, py)  # (N, 9), index 4 is the match itself
+    fx, fy = px.float(), py.float()
+    if subpixel:
+        fx = fx + _parabola(scores[:, 3], scores[:, 4], scores[:, 5])
+        fy = fy + _parabola(scores[:, 1], scores[:, 4], scores[:, 7])
+    out = torch.stack([fx, fy]).view(2, rows, cols)
+    return out, scores[:, 4].view(rows, cols)
 
 
 @torch.no_grad()

@@ -72,13 +72,13 @@ def score_matches(position: torch.Tensor, pair: dict, scale: int, search_range: 
 
 
 def evaluate_match(pair_dirs, methods, *, scale=8, search_range=100, weights=None, device="cpu",
-                   progress=True) -> dict:
+                   precision="fp32", progress=True) -> dict:
     folders = pair_folders(pair_dirs)
     pairs = {folder: load_pair(folder, scale) for folder in folders}
-    result = {"kind": "match", "scale": scale, "search_range": search_range,
+    result = {"kind": "match", "scale": scale, "search_range": search_range, "precision": precision,
               "pairs": [str(f) for f in folders], "methods": {}}
     for name in methods:
-        options = {"weights": weights} if name == "ccnet" else {}
+        options = {"weights": weights, "precision": precision} if name == "ccnet" else {}
         matcher = get_matcher(name, scale=scale, search_range=search_range, device=device, **options)
         total = {"n": 0, "hits": {t: 0 for t in THRESHOLDS}}
         per_pair, started = {}, time.perf_counter()

@@ -84,8 +84,8 @@ class CCNetMatcher(Matcher):
         image = inputs.ref_input(ref[None].to(self.device), self.scale, self.reference_input)
         height, width = image.shape[-2:]
         halo = self.model.halo
-        out = torch.empty(1, self.model.out_channels, height, width, dtype=self.dtype, device=image.device)
-        out = out.to(memory_format=torch.channels_last)
+        out = torch.empty(1, self.model.out_channels, height, width, dtype=self.dtype, device=image.device,
+                          memory_format=torch.channels_last)  # allocated in place: no second copy at peak
         for top in range(0, height, self.strip):
             bottom = min(height, top + self.strip)
             y0, y1 = max(0, top - halo), min(height, bottom + halo)

@@ -90,7 +90,10 @@ class FlowWarp(Method):
         ref = ref.to(self.device)
         return {"ref": ref, "ref_gray": _gray_u8(protocol.blur(ref, self.scale))}
 
-    def super_resolve(self, lr: torch.Tensor, context: dict, hint: ViewHint | None = None) -> torch.Tensor:
+    def align(self, lr: torch.Tensor, context: dict) -> dict:
+        """The flowwarp chain for LR target (3, h, w), keeping its intermediates (refsr builds on them):
+        flow (1, 2, H, W) target -> reference, warped (1, 3, H, W) reference aligned to the target, weight
+        (1, 1, H, W) trust in the warp, result (1, 3, H, W) the flowwarp output."""
         ref = context["ref"]
         lr = lr.to(self.device)[None]  # (1, 3, h, w)
         up = protocol.upsample(lr, self.scale)  # (1, 3, H, W)
@@ -110,4 +113,8 @@ class FlowWarp(Method):
             weight = weight * F.avg_pool2d(consistent, 5, stride=1, padding=2)  # soften the occlusion edge
         # Blend first, then back-project, so the whole result agrees with the LR target (28.05 against 27.62 dB).
         blended = weight * warped + (1 - weight) * up
-        return back_project(blended, lr, self.scale, self.iterations)[0]
+        result = back_project(blended, lr, self.scale, self.iterations)
+        return {"flow": flow, "warped": warped, "weight": weight, "result": result}
+
+    def super_resolve(self, lr: torch.Tensor, context: dict, hint: ViewHint | None = None) -> torch.Tensor:
+        return self.align(lr, context)["result"][0]

@@ -23,9 +23,15 @@ Variants (arguments):
     residual: add ``base`` (the SISR or bicubic upsampling of the LR patch) to the output (default True; the
         paper predicts the image directly).
 
-Arguments: scale (2, 4, 8), lr_channels (64: SRResNet width), features (64), and the variants above.
-Shapes: ``forward(lr_features (N, Cl, p, p), ref (N, 3, p*s, p*s), base=None)`` ->
-``(sr (N, 3, p*s, p*s), mask (N, 1, p*s, p*s))`` where mask is M(0), the occlusion confidence.
+    hr_in_channels: channels of the HR input. 3 (the paper): the reference patch. 7 (refsr's default variant):
+        the reference already aligned to the target, stacked with the flowwarp estimate (3) and its trust map (1),
+        so the network sees where the alignment failed (``GUIDE_CHANNELS``).
+
+Arguments: scale (2, 4, 8), lr_channels (64: SRResNet width), features (64), hr_in_channels (3), and the variants
+above. The output convolution starts near zero, so a residual network starts as its base.
+Shapes: ``forward(lr_features (N, Cl, p, p), ref (N, hr_in_channels, p*s, p*s), base=None)`` ->
+``(sr (N, 3, p*s, p*s), mask (N, 1, p*s, p*s))`` where mask is M(0), the occlusion confidence. Fully
+convolutional: p may be a whole image's LR height and width (refsr's default variant runs it so).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+GUIDE_CHANNELS = {"reference": 3, "estimate": 3, "trust": 1}  # hr_in_channels=7, in this order
 
 class SSNet(nn.Module):
     def __init__(
@@ -47,6 +54,7 @@ class SSNet(nn.Module):
         mask_activation: str = "sigmoid",
         fuse_activation: str = "relu",
         residual: bool = True,
+        hr_in_channels: int = 3,
     ):
         super().__init__()
         levels = int(round(math.log2(scale)))
@@ -57,7 +65,8 @@ class SSNet(nn.Module):
         self.scale, self.levels, self.residual = scale, levels, residual
         self.mask_activation, self.fuse_activation = mask_activation, fuse_activation
         c = features
-        self.hr_head = nn.Conv2d(3, c, 3, padding=1)
+        self.hr_in_channels = hr_in_channels
+        self.hr_head = nn.Conv2d(hr_in_channels, c, 3, padding=1)
         self.hr_blocks = nn.ModuleList([nn.Conv2d(c, c, 3, padding=1) for _ in range(levels)])
         # coarsest level: [F_LR, F_HR(L)]
         self.mask_coarse = nn.Conv2d(lr_channels + c, 1, 3, padding=1)
@@ -67,9 +76,12 @@ class SSNet(nn.Module):
         self.masks = nn.ModuleList([nn.Conv2d(c + c + 1, 1, 3, padding=1) for _ in range(levels)])
         self.fuses = nn.ModuleList([nn.Conv2d(c + c, c, 3, padding=1) for _ in range(levels)])
         self.out = nn.Conv2d(c, 3, 3, padding=1)
+        with torch.no_grad():  # small, not zero: every layer still gets a gradient on the first step
+            self.out.weight.mul_(0.01)
+            self.out.bias.zero_()
 
     def hr_features(self, ref: torch.Tensor) -> list[torch.Tensor]:
-        """(N, 3, P, P) -> [F_HR(0) (N, c, P, P), F_HR(1) (N, c, P/2, P/2), ..., F_HR(L)]."""
+        """(N, hr_in_channels, P, P) -> [F_HR(0) (N, c, P, P), F_HR(1) (N, c, P/2, P/2), ..., F_HR(L)]."""
         feats = [self.hr_head(ref)]
         for block in self.hr_blocks:
             feats.append(F.max_pool2d(F.relu(block(feats[-1])), 2))

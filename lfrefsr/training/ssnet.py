@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from lfrefsr.correspondence.matchers import get_matcher
+from lfrefsr.methods.flowwarp import FlowWarp
 from lfrefsr.models import build_model
 from lfrefsr.synthesis import dense_flow
 from lfrefsr.training.ccnet import degrade
@@ -32,8 +33,10 @@ class PairPool:
 
         self.sisr, _ = load_network("sisr", config.get("sisr_weights"))
         self.matcher = get_matcher("ccnet", scale=self.pair_cfg.scale, search_range=int(train["search_range"]),
-                                   weights=config.get("ccnet_weights"))
+                                   weights=config.get("ccnet_weights")) if config.get("alignment") != "flow" else None
         self.photos, self.noise = photos, float(train.get("noise", 0.0))
+        self.alignment = config.get("alignment", "ccnet")  # "flow": refsr's default variant, "ccnet": the paper
+        self.flowwarp = FlowWarp(self.pair_cfg.scale) if self.alignment == "flow" else None
         self.ref_patches = config.get("ref_patches", "warp")
         self.epipolar = bool(config.get("epipolar", True))
         self.items = [self.prepare(rng) for _ in range(int(train["pool"]))]
@@ -44,6 +47,11 @@ class PairPool:
         pair = sample_pair(rng, self.photos, self.pair_cfg)
         lr = degrade(pair.target, scale, self.noise, rng)  # (1, 3, h, w)
         ref = (pair.ref * 255).round() / 255  # (3, S, S)
+        lr_features = self.sisr.features(lr)[0]
+        if self.flowwarp is not None:  # exactly what refsr's default variant feeds SS-Net
+            aligned = self.flowwarp.align(lr[0], self.flowwarp.prepare(ref))  # each (1, C, S, S)
+            guide = torch.cat([aligned["warped"], aligned["result"], aligned["weight"]], 1)[0]  # (7, S, S)
+            return {"lr_features": lr_features, "base": aligned["result"][0], "hr": pair.target, "ref": guide}
         direction = pair.direction if self.epipolar else None  # as refsr searches light fields at inference
         matches = self.matcher.match(lr[0], self.matcher.prepare(ref), direction=direction)
         flow = matches.flow.float()  # (2, h, w)
@@ -51,7 +59,7 @@ class PairPool:
             aligned = warp(ref[None], dense_flow(flow, scale, ref.shape[-2:])[None])[0]  # (3, S, S)
         else:
             aligned = ref
-        return {"lr_features": self.sisr.features(lr)[0], "base": self.sisr(lr)[0].clamp(0, 1), "hr": pair.target,
+        return {"lr_features": lr_features, "base": self.sisr(lr)[0].clamp(0, 1), "hr": pair.target,
                 "ref": aligned, "flow": flow.round().long()}
 
     def refresh(self, rng: np.random.Generator) -> None:
@@ -70,7 +78,7 @@ class PairPool:
             lr_features.append(item["lr_features"][:, i : i + patch, j : j + patch])
             bases.append(item["base"][:, y : y + big, x : x + big])
             hrs.append(item["hr"][:, y : y + big, x : x + big])
-            if self.ref_patches == "warp":
+            if self.flowwarp is not None or self.ref_patches == "warp":
                 refs.append(item["ref"][:, y : y + big, x : x + big])
             else:  # the paper: one displacement per patch, from its centre LR pixel's match
                 dx, dy = (int(v) for v in item["flow"][:, i + patch // 2, j + patch // 2])
@@ -108,7 +116,7 @@ def train_ssnet(config: dict, out: str | Path, *, resume: bool = False, progress
 
     def export(path, **meta):
         save_checkpoint(path, model_config=config["model"], state_dict=model.state_dict(),
-                        synthesis={k: config[k] for k in ("ref_patches", "blend") if k in config},
+                        synthesis={k: config[k] for k in ("alignment", "ref_patches", "blend") if k in config},
                         meta={k: float(v) for k, v in meta.items()})
 
     return train_loop(config, out, model, step, name="ssnet", resume=resume, progress=progress,

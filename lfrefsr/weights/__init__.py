@@ -56,12 +56,12 @@ def load_file(path: str | Path) -> dict:
     return state
 
 
-def load_network(kind: str, weights: str | Path | None = None, device: str = "cpu"):
+def load_network(kind: str, weights: str | Path | None = None, device: str = "cpu", shipped: str | None = None):
     """(model in eval mode, the weights file's dict) for network ``kind`` (ccnet, sisr, ssnet) from ``weights`` or
-    the shipped file. A file of another architecture is refused with one line."""
+    the shipped file ``shipped`` (default: ``kind``). A file of another architecture is refused with one line."""
     from lfrefsr.models import build_model
 
-    path = Path(weights) if weights is not None else verify(kind)
+    path = Path(weights) if weights is not None else verify(shipped or kind)
     state = load_file(path)
     expected = {"ccnet": "ccnet", "sisr": "srresnet", "ssnet": "ssnet"}[kind]
     found = state["model_config"].get("name")
