@@ -19,14 +19,16 @@ from lfrefsr.training.common import load_config
 PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 
 
-def _network(kind: str, device: str):
-    """(model, where it came from): the shipped weights, else random weights of the CPU config's architecture."""
+def _network(name: str, device: str):
+    """(model, where it came from): the shipped weights ``name`` (ccnet, sisr, ssnet, ssnet_paper), else random
+    weights of the architecture in ``pipelines/<name>_cpu.yaml``."""
     from lfrefsr.models import build_model
     from lfrefsr.weights import load_network, manifest
 
-    if kind in manifest():
-        return load_network(kind, device=device)[0], "shipped"
-    config = load_config(PIPELINES / f"{kind}_cpu.yaml")["model"]
+    kind = "ssnet" if name.startswith("ssnet") else name
+    if name in manifest():
+        return load_network(kind, device=device, shipped=name)[0], "shipped"
+    config = load_config(PIPELINES / f"{name}_cpu.yaml")["model"]
     return build_model(config).eval().to(device), "random (not shipped yet)"
 
 
@@ -68,26 +70,53 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
               grid: int = 8, echo=print) -> dict:
     from lfrefsr.correspondence import inputs
     from lfrefsr.correspondence.engine import match
-    from lfrefsr.synthesis import synthesize
+    from lfrefsr.methods.flowwarp import FlowWarp, back_project
+    from lfrefsr.synthesis import synthesize, synthesize_image
 
     scale = 8
     autocast = lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16,  # noqa: E731
                                       enabled=precision == "bf16")
+    feature_dtype = torch.bfloat16 if precision == "bf16" else torch.float32
     ccnet, ccnet_source = _network("ccnet", device)
     sisr, sisr_source = _network("sisr", device)
     ssnet, ssnet_source = _network("ssnet", device)
+    ssnet_paper, ssnet_paper_source = _network("ssnet_paper", device)
+    flowwarp = FlowWarp(scale, device)
     torch.manual_seed(0)
-    ref = torch.rand(1, 3, size, size, device=device)
-    lr = torch.rand(1, 3, size // scale, size // scale, device=device)
-    state: dict = {}
+    from lfrefsr.data.synthetic import make_video
+
+    # a real-looking pair (DIS flow's cost depends on the content): two frames of a synthetic layered video
+    from lfrefsr import protocol
+
+    frames = protocol.to_float(make_video(2, size=(size, size), seed=0)["hr"])  # (2, 3, H, W) float
+    ref = frames[0][None].to(device)
+    lr = protocol_lr(frames[1], scale)[None].to(device)
+    state: dict = {"context": flowwarp.prepare(ref[0])}
+
+    def alignment():
+        state["aligned"] = flowwarp.align(lr[0], state["context"])
+
+    def sisr_features():
+        with autocast():
+            state["lr_features"] = sisr.features(lr)[0]
+
+    def ssnet_image():
+        aligned = state["aligned"]
+        guide = torch.cat([aligned["warped"], aligned["result"], aligned["weight"]], 1)[0]
+        with autocast():
+            state["sr"] = synthesize_image(ssnet, state["lr_features"], guide, aligned["result"][0], scale=scale)[0]
+
+    def final_back_projection():
+        back_project(state["sr"][None], lr, scale, 10)
 
     def ref_features():
         with autocast():
-            state["ref"] = ccnet(inputs.ref_input(ref, scale, "blurred"), "ref")[0].float()
+            feats = ccnet(inputs.ref_input(ref, scale, "blurred"), "ref")  # (1, C, H, W)
+        state["ref"] = feats.to(feature_dtype).contiguous(memory_format=torch.channels_last)[0]  # as the matcher
 
     def target_features():
         with autocast():
-            state["target"] = ccnet.features_on_grid(inputs.lr_input(lr, scale), scale)[0].float()
+            state["target"] = ccnet.features_on_grid(inputs.lr_input(lr, scale), scale)[0].to(feature_dtype)
 
     def matching():
         state["matches"] = match(state["target"], state["ref"], stride=scale, search_range=100)
@@ -95,34 +124,48 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
     def matching_epipolar():
         match(state["target"], state["ref"], stride=scale, search_range=100, direction=(1.0, 1.0))
 
-    def sisr_branch():
+    def sisr_output():
         with autocast():
-            state["lr_features"] = sisr.features(lr)[0].float()
             state["base"] = sisr(lr)[0].float()
 
-    def ssnet_stage():
+    def ssnet_patches():
         with autocast():
-            synthesize(ssnet, state["lr_features"], ref[0], state["matches"].flow, state["base"], scale=scale)
+            synthesize(ssnet_paper, state["lr_features"], ref[0], state["matches"].flow, state["base"], scale=scale,
+                       stride=8, ref_patches="shift")
 
-    stages = [("ccnet reference features (dense, once per reference)", ref_features),
-              ("ccnet target features (centre grid)", target_features),
-              ("matching, 2-D search +-100", matching),
-              ("matching, epipolar +-100", matching_epipolar),
-              ("sisr branch (features + x8 output)", sisr_branch),
-              ("ss-net patches + blending (stride 8)", ssnet_stage)]
+    stages = [("refsr: alignment (DIS flow, warp, trust, back-projection)", alignment),
+              ("refsr: sisr LR features", sisr_features),
+              ("refsr: ss-net, whole image", ssnet_image),
+              ("refsr: final back-projection", final_back_projection),
+              ("paper: ccnet reference features (once per reference)", ref_features),
+              ("paper: ccnet target features (centre grid)", target_features),
+              ("paper: matching, 2-D search +-100", matching),
+              ("paper: matching, epipolar +-100", matching_epipolar),
+              ("paper: sisr x8 output (residual base)", sisr_output),
+              ("paper: ss-net patches + blending (stride 8)", ssnet_patches)]
     results = {"size": size, "device": device, "precision": precision, "threads": torch.get_num_threads(),
-               "networks": {"ccnet": ccnet_source, "sisr": sisr_source, "ssnet": ssnet_source},
+               "networks": {"ccnet": ccnet_source, "sisr": sisr_source, "ssnet": ssnet_source,
+                            "ssnet_paper": ssnet_paper_source},
                "matmul_gflops_fp32": matmul_gflops(torch.float32, device),
                "matmul_gflops_bf16": matmul_gflops(torch.bfloat16, device), "stages": {}}
     for name, fn in stages:
         seconds, flops = measure(fn, device)
         results["stages"][name] = {"seconds": seconds, "gflop": flops / 1e9,
                                    "gflops_per_s": flops / seconds / 1e9 if seconds else 0.0}
+    per_view = sum(results["stages"][name]["seconds"] for name, _ in stages[:4])
+    results["refsr_seconds_per_view"] = per_view
     if end_to_end:
         results["end_to_end"] = _end_to_end(grid, size, device, precision)
     results["peak_rss_gib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     echo(table(results))
     return results
+
+
+def protocol_lr(hr: torch.Tensor, scale: int) -> torch.Tensor:
+    """The x8 protocol's 8-bit LR image of ``hr`` (3, H, W)."""
+    from lfrefsr import protocol
+
+    return protocol.to_float(protocol.quantize(protocol.downsample(hr, scale)))
 
 
 def _end_to_end(grid: int, size: int, device: str, precision: str) -> dict:
@@ -131,7 +174,7 @@ def _end_to_end(grid: int, size: int, device: str, precision: str) -> dict:
 
     from lfrefsr.weights import manifest
 
-    if not {"ccnet", "sisr", "ssnet"} <= set(manifest()):
+    if not {"sisr", "ssnet"} <= set(manifest()):
         return {"skipped": "refsr's networks are not all shipped"}
     from benchmarks.pipeline import make_store  # noqa: F401  (repository checkout only)
     from lfrefsr.pipeline import plan, run_serial
@@ -151,6 +194,7 @@ def table(results: dict) -> str:
                      f"{100 * row['gflops_per_s'] / peak:8.0f}%")
     lines.append(f"torch matmul GFLOP/s: fp32 {results['matmul_gflops_fp32']:.1f}, "
                  f"bf16 {results['matmul_gflops_bf16']:.1f}  ({results['threads']} threads, {results['device']})")
+    lines.append(f"refsr per view (sum of its stages): {results['refsr_seconds_per_view']:.3f} s")
     if "end_to_end" in results:
         lines.append(f"end to end: {results['end_to_end']}")
     lines.append(f"networks: {results['networks']}")

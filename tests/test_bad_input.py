@@ -355,6 +355,55 @@ def reconstruct_with_an_unusable_method(env):
     return Setup(["reconstruct", store, "--method", "sisr", "--weights", weights], "weights", weights, store)
 
 
+@case
+def extra_view_hci(env):
+    """An 82nd file in a 9x9 HCI folder: the grid no longer adds up."""
+    extra = env.hci_dir / f"input_Cam{len(list(env.hci_dir.glob('input_Cam*.png'))):03d}.png"
+    write_image(extra, env.lf_hr[0, 0])
+    out = env.out_dir / "s.zarr"
+    return Setup(["ingest", "lf", env.hci_dir, out], "square", env.hci_dir, out, [env.hci_dir])
+
+
+@case
+def unsupported_container(env):
+    clip = env.tmp_path / "in" / "clip.mp4"
+    clip.parent.mkdir(parents=True, exist_ok=True)
+    clip.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
+    out = env.out_dir / "v.zarr"
+    return Setup(["ingest", "video", clip, out], "video", clip, out, [clip.parent])
+
+
+@case
+def video_with_zero_frames(env):
+    import av
+
+    clip = env.tmp_path / "in" / "empty.mkv"
+    clip.parent.mkdir(parents=True, exist_ok=True)
+    container = av.open(str(clip), "w")
+    stream = container.add_stream("ffv1", rate=10)
+    stream.width, stream.height, stream.pix_fmt = 32, 32, "bgr0"
+    container.start_encoding()  # a header and no packet
+    container.close()
+    out = env.out_dir / "v.zarr"
+    return Setup(["ingest", "video", clip, out], "video", clip, out, [clip.parent])
+
+
+@case
+def malformed_config_yaml(env):
+    config = env.tmp_path / "in" / "bad.yaml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("model: [name: ccnet\ntrain: {steps: 2\n")
+    out = env.out_dir / "run"
+    return Setup(["train", "ccnet", "--config", config, "--out", out], "malformed YAML", config, out)
+
+
+@case
+def unknown_refsr_variant(env):
+    store = env.ingest(env.lf_dir, env.out_dir / "s.zarr")
+    return Setup(["reconstruct", store, "--method", "refsr", "--variant", "fancy"], "fancy", "--variant", store,
+                 exit_code=2)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The checks
 # ---------------------------------------------------------------------------------------------------------------
@@ -432,6 +481,24 @@ def test_a_full_disk_is_one_line_and_leaves_nothing(lf_dir, out_dir, monkeypatch
     assert result.exit_code != 0
     assert "No space left on device" in result.stderr and "s.zarr" in result.stderr and ".tmp-" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.output
+    assert list(out_dir.iterdir()) == [] and snapshot(lf_dir) == before
+
+
+def test_a_read_only_output_is_one_line_and_leaves_nothing(lf_dir, out_dir, monkeypatch):
+    """A permission error injected into the store (EACCES; tests may run as root, which chmod cannot stop)."""
+    import errno
+
+    from lfrefsr.io.store import Store
+
+    def read_only(self, name, index, data):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self.path))
+
+    monkeypatch.setattr(Store, "write", read_only)
+    before = snapshot(lf_dir)
+    result = run_cli(["ingest", "lf", str(lf_dir), str(out_dir / "s.zarr"), "--scale", "8", "-q"])
+    assert result.exit_code != 0
+    assert "Permission denied" in result.stderr and "s.zarr" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert list(out_dir.iterdir()) == [] and snapshot(lf_dir) == before
 
 
