@@ -6,13 +6,13 @@ from lfrefsr.errors import LfrefsrError
 from lfrefsr.weights import HERE, load_network, manifest, verify
 
 
-def test_shipped_ccnet_is_listed_and_its_checksum_matches():
+def test_shipped_weights_are_listed_and_their_checksums_match():
     entries = manifest()
-    assert "ccnet" in entries
-    for kind, entry in entries.items():
-        assert verify(kind).name == entry["file"]
+    assert {"ccnet", "sisr"} <= set(entries)
+    for name, entry in entries.items():
+        assert verify(name).name == entry["file"]
         assert entry["config"].startswith("pipelines/") and entry["command"].startswith("lfrefsr train")
-        model, _ = load_network(kind)
+        model, _ = load_network("ssnet" if name.startswith("ssnet") else name, shipped=name)
         assert not model.training
 
 
