@@ -84,6 +84,8 @@ def main():
         results["serial_8x8"] = run_child("serial", str(store8.path), args.method, 1, args.threads_serial)
         results["cluster_8x8"] = run_child("cluster", str(store8.path), args.method, args.workers, 1)
         results["throughput_ratio"] = results["cluster_8x8"]["views_per_s"] / results["serial_8x8"]["views_per_s"]
+        # the same cores split the other way: one worker process with all threads (how threads per worker is chosen)
+        results["cluster_8x8_one_worker"] = run_child("cluster", str(store8.path), args.method, 1, args.workers)
         if not args.skip_16:
             store16 = make_store(Path(tmp) / "lf16.zarr", 16, args.size)
             results["cluster_16x16"] = run_child("cluster", str(store16.path), args.method, args.workers, 1)
