@@ -404,6 +404,23 @@ def unknown_refsr_variant(env):
                  exit_code=2)
 
 
+@case
+def encode_a_result_the_store_lacks(env):
+    (env.tmp_path / "in").mkdir(exist_ok=True)
+    store = env.ingest(env.lf_dir, env.tmp_path / "in" / "s.zarr")
+    out = env.out_dir / "png"
+    return Setup(["encode", store, out, "--method", "refsr"], "no sr/refsr", store, out, [store])
+
+
+@case
+def eval_video_of_one_frame(env):
+    for frame in sorted(env.frames_dir.glob("frame_*.png"))[1:]:
+        frame.unlink()
+    out = env.out_dir / "v.json"
+    return Setup(["eval", "video", env.frames_dir, "--json", out, "--methods", "bicubic"], "at least 2 frames",
+                 env.frames_dir, out, [env.frames_dir])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The checks
 # ---------------------------------------------------------------------------------------------------------------
