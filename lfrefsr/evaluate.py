@@ -12,6 +12,7 @@ import numpy as np
 from lfrefsr import metrics, protocol
 from lfrefsr.io.atomic import write_text
 from lfrefsr.io.ingest import ingest_lf, ingest_video
+from lfrefsr.errors import LfrefsrError
 from lfrefsr.io.store import Store
 from lfrefsr.pipeline import ReferenceMode, plan, run_serial
 
@@ -35,6 +36,10 @@ def score_store(store: Store, method: str, tasks) -> dict:
 
 
 def evaluate_store(store: Store, methods: list[str], tasks, *, device="cpu", progress=True, method_options=None) -> dict:
+    from lfrefsr.methods import get_method
+
+    for name in methods:  # fail fast, in one line, on a method that cannot run (missing or foreign weights)
+        get_method(name, scale=store.scale, device="cpu", **((method_options or {}).get(name) or {}))
     results = {}
     for name in methods:
         started = time.perf_counter()
@@ -43,7 +48,7 @@ def evaluate_store(store: Store, methods: list[str], tasks, *, device="cpu", pro
         seconds = time.perf_counter() - started
         if summary.failed:
             label, reason = summary.failed[0]
-            raise RuntimeError(f"{name} failed on {label}: {reason}")
+            raise LfrefsrError(f"{name} failed on {label}: {reason}")
         scores = score_store(store, name, tasks)
         results[name] = {**{k: v for k, v in scores.items() if k != "per_view"},
                          "seconds": seconds / max(len(tasks), 1), "seconds_total": seconds,

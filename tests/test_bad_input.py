@@ -421,6 +421,17 @@ def eval_video_of_one_frame(env):
                  env.frames_dir, out, [env.frames_dir])
 
 
+@case
+def eval_with_unloadable_weights(env):
+    """Checked once before any view runs, not reported as a failure per view."""
+    weights = env.tmp_path / "in" / "junk.pt"
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights.write_bytes(b"not a checkpoint")
+    out = env.out_dir / "e.json"
+    return Setup(["eval", "lf", env.lf_dir, "--json", out, "--methods", "bicubic,sisr", "--weights", weights],
+                 "weights", weights, out, [env.lf_dir])
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # The checks
 # ---------------------------------------------------------------------------------------------------------------

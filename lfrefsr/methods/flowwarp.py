@@ -90,15 +90,18 @@ class FlowWarp(Method):
         ref = ref.to(self.device)
         return {"ref": ref, "ref_gray": _gray_u8(protocol.blur(ref, self.scale))}
 
-    def align(self, lr: torch.Tensor, context: dict) -> dict:
+    def align(self, lr: torch.Tensor, context: dict, flow_error: torch.Tensor | None = None) -> dict:
         """The flowwarp chain for LR target (3, h, w), keeping its intermediates (refsr builds on them):
         flow (1, 2, H, W) target -> reference, warped (1, 3, H, W) reference aligned to the target, weight
-        (1, 1, H, W) trust in the warp, result (1, 3, H, W) the flowwarp output."""
+        (1, 1, H, W) trust in the warp, result (1, 3, H, W) the flowwarp output. ``flow_error`` (2, H, W) is added
+        to the flow (SS-Net training: real flows are less accurate than DIS on synthetic pairs)."""
         ref = context["ref"]
         lr = lr.to(self.device)[None]  # (1, 3, h, w)
         up = protocol.upsample(lr, self.scale)  # (1, 3, H, W)
         up_gray = _gray_u8(up[0])
         flow = dis_flow(up_gray, context["ref_gray"], self.preset)[None].to(self.device)  # (1, 2, H, W)
+        if flow_error is not None:
+            flow = flow + flow_error[None].to(flow)
         warped = warp(ref[None], flow)  # (1, 3, H, W)
 
         # Trust: agreement of the raw warp with the LR target, measured at LR scale and brought back up.

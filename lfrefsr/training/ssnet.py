@@ -23,6 +23,15 @@ from lfrefsr.training.pairs import PairConfig, load_training_photos, sample_pair
 from lfrefsr.warp import warp
 
 
+def smooth_flow_error(rng: np.random.Generator, size: tuple[int, int], rms: float, cell: int = 32) -> torch.Tensor:
+    """A smooth random flow error (2, H, W): normal values on a grid of ``cell``-pixel cells, bicubic upsampled, scaled
+    by an rms drawn from [0, ``rms``] so that some pairs stay exact."""
+    height, width = size
+    coarse = torch.from_numpy(rng.standard_normal((1, 2, height // cell + 2, width // cell + 2))).float()
+    field = F.interpolate(coarse, size=(height, width), mode="bicubic", align_corners=False)[0]  # (2, H, W)
+    return field / field.pow(2).mean().sqrt().clamp_min(1e-6) * float(rng.uniform(0, rms))
+
+
 class PairPool:
     """Prepared training pairs: everything SS-Net's inputs need, computed once per pair."""
 
@@ -37,6 +46,7 @@ class PairPool:
         self.photos, self.noise = photos, float(train.get("noise", 0.0))
         self.alignment = config.get("alignment", "ccnet")  # "flow": refsr's default variant, "ccnet": the paper
         self.flowwarp = FlowWarp(self.pair_cfg.scale) if self.alignment == "flow" else None
+        self.flow_error = float(train.get("flow_error", 0.0))  # px: rms of a smooth error added to the flow
         self.ref_patches = config.get("ref_patches", "warp")
         self.epipolar = bool(config.get("epipolar", True))
         self.items = [self.prepare(rng) for _ in range(int(train["pool"]))]
@@ -49,7 +59,8 @@ class PairPool:
         ref = (pair.ref * 255).round() / 255  # (3, S, S)
         lr_features = self.sisr.features(lr)[0]
         if self.flowwarp is not None:  # exactly what refsr's default variant feeds SS-Net
-            aligned = self.flowwarp.align(lr[0], self.flowwarp.prepare(ref))  # each (1, C, S, S)
+            error = smooth_flow_error(rng, ref.shape[-2:], self.flow_error) if self.flow_error else None
+            aligned = self.flowwarp.align(lr[0], self.flowwarp.prepare(ref), error)  # each (1, C, S, S)
             guide = torch.cat([aligned["warped"], aligned["result"], aligned["weight"]], 1)[0]  # (7, S, S)
             return {"lr_features": lr_features, "base": aligned["result"][0], "hr": pair.target, "ref": guide}
         direction = pair.direction if self.epipolar else None  # as refsr searches light fields at inference
@@ -91,6 +102,10 @@ def train_ssnet(config: dict, out: str | Path, *, resume: bool = False, progress
                 max_steps: int | None = None) -> Path:
     train_cfg = config["train"]
     model = build_model(config["model"])
+    if config.get("init"):  # fine-tuning: start from a weights file of the same architecture
+        from lfrefsr.weights import load_file
+
+        model.load_state_dict(load_file(config["init"])["state_dict"])
     photos = load_training_photos([p for p in config["pairs"]["photos"] if p == "skimage" or Path(p).is_dir()])
     pool: PairPool | None = None
     patch, batch = int(train_cfg.get("patch", 8)), int(train_cfg["batch"])
