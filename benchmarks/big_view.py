@@ -1,7 +1,8 @@
 """Benchmark: refsr (default variant) on one big view, peak RSS bounded by tiling; tiled equals untiled.
 
-Each size runs in a fresh child process so its peak RSS is its own. The pair is a synthetic layered light-field view
-and its reference (rendered at the size, so DIS flow sees real content).
+Each size runs in a fresh child process so its peak RSS is its own: the pair (a synthetic layered light-field view
+and its reference, rendered at the size so DIS flow sees real content) is rendered here and handed over as .npy files,
+because rendering a 4096x4096 scene alone peaks at 11 GiB, more than the method.
 
     python benchmarks/big_view.py [--sizes 1024 2048 4096] [--tile 64] [--precision fp32] [--json out.json]
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -27,21 +27,23 @@ def pair(size: int):
     return lr, ref, hr
 
 
-def child(size: int, tile: int | None, precision: str) -> dict:
+def child(folder: str, tile: int | None, precision: str) -> dict:
+    import numpy as np
     import torch
 
     from lfrefsr import metrics
+    from lfrefsr.bench import peak_rss_gib
     from lfrefsr.methods import get_method
     from lfrefsr.methods.base import ViewHint
 
     torch.set_num_threads(2)
-    lr, ref, hr = pair(size)
+    lr, ref, hr = (torch.from_numpy(np.load(f"{folder}/{name}.npy")) for name in ("lr", "ref", "hr"))
     method = get_method("refsr", scale=8, tile=tile, precision=precision)
     start = time.perf_counter()
     sr = method.super_resolve(lr, method.prepare(ref), ViewHint(grid_offset=(2, 3)))
     seconds = time.perf_counter() - start
-    return {"size": size, "tile": tile, "precision": precision, "seconds": seconds,
-            "psnr": metrics.psnr(sr, hr), "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}
+    return {"size": int(hr.shape[-1]), "tile": tile, "precision": precision, "seconds": seconds,
+            "psnr": metrics.psnr(sr, hr), "peak_rss_gib": peak_rss_gib()}
 
 
 def equality(size: int, tile: int) -> float:
@@ -57,8 +59,15 @@ def equality(size: int, tile: int) -> float:
 
 
 def run_child(size: int, tile: int | None, precision: str) -> dict:
-    code = f"import benchmarks.big_view as b, json; print(json.dumps(b.child({size}, {tile!r}, {precision!r})))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    import tempfile
+
+    import numpy as np
+
+    with tempfile.TemporaryDirectory(prefix="lfrefsr-big-") as folder:
+        for name, image in zip(("lr", "ref", "hr"), pair(size)):
+            np.save(f"{folder}/{name}.npy", image.numpy())
+        code = f"import benchmarks.big_view as b, json; print(json.dumps(b.child({folder!r}, {tile!r}, {precision!r})))"
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -82,10 +81,10 @@ def run(size: int, precision: str, search_range: int, weights) -> dict:
 
 def peak_rss_child(size: int, precision: str, search_range: int, weights) -> float:
     code = (f"import sys; sys.argv=['x']; import benchmarks.ccnet_match as b; b.run({size}, {precision!r}, "
-            f"{search_range}, {weights!r}); import resource; "
-            f"print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            f"{search_range}, {weights!r}); "
+            f"from lfrefsr.bench import peak_rss_gib; print(peak_rss_gib())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return int(out.stdout.strip().splitlines()[-1]) / 1024 ** 2  # GiB (ru_maxrss is KiB on Linux)
+    return float(out.stdout.strip().splitlines()[-1])  # GiB, VmHWM of the child's own address space
 
 
 def main():

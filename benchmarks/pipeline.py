@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -40,6 +39,7 @@ def make_store(path: Path, grid: int, size: int, seed: int = 0):
 
 
 def child(mode: str, store_path: str, method: str, workers: int, threads: int) -> dict:
+    from lfrefsr.bench import peak_rss_gib
     from lfrefsr.io.store import Store
     from lfrefsr.pipeline import plan, run_serial
 
@@ -53,11 +53,11 @@ def child(mode: str, store_path: str, method: str, workers: int, threads: int) -
 
         with open_client(workers=workers, threads_per_worker=threads) as client:
             summary = run_distributed(tasks, method, overwrite=True, progress=False, client=client)
-            usage = client.run(lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-            worker_rss = [kib / 1024**2 for kib in usage.values()]
+            usage = client.run(peak_rss_gib)
+            worker_rss = list(usage.values())
     return {"mode": mode, "views": summary.done, "failed": len(summary.failed), "seconds": summary.seconds,
             "views_per_s": summary.views_per_second,
-            "client_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2,
+            "client_peak_rss_gib": peak_rss_gib(),
             "worker_peak_rss_gib": worker_rss}
 
 

@@ -222,6 +222,7 @@ def _match_line(target, ref, *, stride, search_range, ref_bias, direction, subpi
     dx, dy = dx / norm, dy / norm
     steps = torch.arange(-search_range, search_range + 1, device=target.device, dtype=torch.float32)  # (K,)
     maps = ref if ref_bias is None else torch.cat([ref, ref_bias[None]], 0)  # bias rides along as a channel
+    maps = maps[None].float()  # once, not per row: converting bf16 features every row cost 8x (5.2 s vs 0.68 s)
     position = torch.zeros(2, rows, cols, device=target.device)
     score = torch.zeros(rows, cols, device=target.device)
     confidence = torch.zeros(rows, cols, device=target.device)
@@ -230,7 +231,7 @@ def _match_line(target, ref, *, stride, search_range, ref_bias, direction, subpi
         cand_x = xs[:, None] + steps[None] * dx  # (Nx, K)
         cand_y = float(m * stride) + steps[None].expand(cols, -1) * dy  # (Nx, K)
         coords = torch.stack([cand_x, cand_y])[None]  # (1, 2, Nx, K)
-        sampled = sample(maps[None].float(), coords, padding_mode="zeros")[0]  # (C[+1], Nx, K)
+        sampled = sample(maps, coords, padding_mode="zeros")[0]  # (C[+1], Nx, K)
         scores = torch.einsum("cn,cnk->nk", target[:, m].float(), sampled[:channels])  # (Nx, K)
         if ref_bias is not None:
             scores = scores + sampled[channels]
