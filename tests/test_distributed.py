@@ -177,11 +177,11 @@ def test_sigkill_then_rerun_resumes_to_the_same_store(tmp_path, workers):
 
 
 def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path):
-    """Several seeded random kill moments, each on a fresh store: after the kill every view marked done already
+    """Three seeded random kill moments, each on a fresh store: after the kill every view marked done already
     holds its final data; after the resume the whole store equals the uninterrupted run bit for bit."""
     import shutil
 
-    src = _lightfield(tmp_path / "src", grid=5, size=(128, 128))
+    src = _lightfield(tmp_path / "src", grid=5, size=(192, 192))
     reference = ingest_lf(src, tmp_path / "ref.zarr", progress=False)
     run_serial(plan(reference), "flowwarp", progress=False, threads=1)
     expected = _results(reference, "flowwarp")
@@ -189,7 +189,10 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     rng = np.random.default_rng(2026)
     finished = []
-    for attempt, delay in enumerate(rng.uniform(1.0, 4.0, size=3)):
+    total = len(expected)
+    # random moments, drawn as "after k views, plus a random part of the next view", so that they land mid-run
+    # however fast the machine is
+    for attempt, (after, extra) in enumerate(zip(rng.integers(1, total - 4, size=3), rng.uniform(0, 0.05, size=3))):
         path = tmp_path / f"kill{attempt}.zarr"
         shutil.copytree(pristine.path, path)
         store = Store.open(path)
@@ -197,7 +200,10 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
                    "--workers", "0", "-q"]
         cli = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env,
                                start_new_session=True)
-        time.sleep(float(delay))
+        deadline = time.time() + 120
+        while store.done("flowwarp").sum() < after and time.time() < deadline:
+            time.sleep(0.005)
+        time.sleep(float(extra))
         os.killpg(cli.pid, signal.SIGKILL)
         cli.wait()
         done = store.done("flowwarp")
