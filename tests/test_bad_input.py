@@ -494,38 +494,24 @@ def test_verbose_shows_the_traceback(lf_dir, out_dir):
     assert snapshot(lf_dir) == before
 
 
-def test_a_full_disk_is_one_line_and_leaves_nothing(lf_dir, out_dir, monkeypatch):
-    """A write error injected into the store (ENOSPC) while ingesting."""
+@pytest.mark.parametrize("error,message", [
+    ("ENOSPC", "No space left on device"),  # a full disk
+    ("EACCES", "Permission denied"),  # a read-only output (tests may run as root, which chmod cannot stop)
+])
+def test_a_write_error_is_one_line_and_leaves_nothing(lf_dir, out_dir, monkeypatch, error, message):
+    """A write error injected into the store while ingesting."""
     import errno
 
     from lfrefsr.io.store import Store
 
-    def full(self, name, index, data):
-        raise OSError(errno.ENOSPC, "No space left on device", str(self.path))
+    def failing(self, name, index, data):
+        raise OSError(getattr(errno, error), message, str(self.path))
 
-    monkeypatch.setattr(Store, "write", full)
+    monkeypatch.setattr(Store, "write", failing)
     before = snapshot(lf_dir)
     result = run_cli(["ingest", "lf", str(lf_dir), str(out_dir / "s.zarr"), "--scale", "8", "-q"])
     assert result.exit_code != 0
-    assert "No space left on device" in result.stderr and "s.zarr" in result.stderr and ".tmp-" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
-    assert "Traceback" not in result.output
-    assert list(out_dir.iterdir()) == [] and snapshot(lf_dir) == before
-
-
-def test_a_read_only_output_is_one_line_and_leaves_nothing(lf_dir, out_dir, monkeypatch):
-    """A permission error injected into the store (EACCES; tests may run as root, which chmod cannot stop)."""
-    import errno
-
-    from lfrefsr.io.store import Store
-
-    def read_only(self, name, index, data):
-        raise PermissionError(errno.EACCES, "Permission denied", str(self.path))
-
-    monkeypatch.setattr(Store, "write", read_only)
-    before = snapshot(lf_dir)
-    result = run_cli(["ingest", "lf", str(lf_dir), str(out_dir / "s.zarr"), "--scale", "8", "-q"])
-    assert result.exit_code != 0
-    assert "Permission denied" in result.stderr and "s.zarr" in result.stderr
+    assert message in result.stderr and "s.zarr" in result.stderr and ".tmp-" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert list(out_dir.iterdir()) == [] and snapshot(lf_dir) == before
 
