@@ -23,7 +23,7 @@ def pair(size: int):
     scene = LayeredScene(size, size, seed=3, max_disparity=2.0)
     ref = protocol.to_float(protocol.quantize(scene.render(0, 0, 0)))
     hr = protocol.to_float(protocol.quantize(scene.render(0, 2, 3)))
-    lr = protocol.to_float(protocol.quantize(protocol.downsample(hr, 8)))
+    lr = protocol.stored_lr(hr, 8)
     return lr, ref, hr
 
 

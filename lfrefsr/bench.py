@@ -83,8 +83,12 @@ def measure(fn, device: str, repeats: int = 2) -> tuple[float, float]:
 
 def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", end_to_end: bool = True,
               grid: int = 8, echo=print) -> dict:
+    from lfrefsr import protocol
     from lfrefsr.correspondence.engine import match
+    from lfrefsr.correspondence.matchers import CCNetMatcher
+    from lfrefsr.data.synthetic import make_video
     from lfrefsr.methods.flowwarp import FlowWarp, back_project
+    from lfrefsr.methods.refsr import flow_guide
     from lfrefsr.synthesis import synthesize, synthesize_image
 
     scale = 8
@@ -96,14 +100,10 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
     ssnet_paper, ssnet_paper_source = _network("ssnet_paper", device)
     flowwarp = FlowWarp(scale, device)
     torch.manual_seed(0)
-    from lfrefsr.data.synthetic import make_video
-
     # a real-looking pair (DIS flow's cost depends on the content): two frames of a synthetic layered video
-    from lfrefsr import protocol
-
     frames = protocol.to_float(make_video(2, size=(size, size), seed=0)["hr"])  # (2, 3, H, W) float
     ref = frames[0][None].to(device)
-    lr = protocol_lr(frames[1], scale)[None].to(device)
+    lr = protocol.stored_lr(frames[1], scale)[None].to(device)
     state: dict = {"context": flowwarp.prepare(ref[0])}
 
     def alignment():
@@ -115,14 +115,12 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
 
     def ssnet_image():
         aligned = state["aligned"]
-        guide = torch.cat([aligned["warped"], aligned["result"], aligned["weight"]], 1)[0]
         with autocast():
-            state["sr"] = synthesize_image(ssnet, state["lr_features"], guide, aligned["result"][0], scale=scale)[0]
+            state["sr"] = synthesize_image(ssnet, state["lr_features"], flow_guide(aligned), aligned["result"][0],
+                                           scale=scale)[0]
 
     def final_back_projection():
         back_project(state["sr"][None], lr, scale, 10)
-
-    from lfrefsr.correspondence.matchers import CCNetMatcher
 
     matcher = CCNetMatcher(scale=scale, search_range=100, device=device, precision=precision)
     matcher.model = ccnet.to(memory_format=torch.channels_last)  # the shipped or stand-in network
@@ -174,13 +172,6 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
     results["peak_rss_gib"] = peak_rss_gib()
     echo(table(results))
     return results
-
-
-def protocol_lr(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    """The x8 protocol's 8-bit LR image of ``hr`` (3, H, W)."""
-    from lfrefsr import protocol
-
-    return protocol.to_float(protocol.quantize(protocol.downsample(hr, scale)))
 
 
 def _end_to_end(grid: int, size: int, device: str, precision: str) -> dict:

@@ -10,9 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from lfrefsr import metrics, protocol
+from lfrefsr.errors import LfrefsrError
 from lfrefsr.io.atomic import write_text
 from lfrefsr.io.ingest import ingest_lf, ingest_video
-from lfrefsr.errors import LfrefsrError
 from lfrefsr.io.store import Store
 from lfrefsr.pipeline import ReferenceMode, plan, run_serial
 

@@ -75,6 +75,11 @@ def quantize(image: torch.Tensor, dtype=np.uint8) -> np.ndarray:
     return (image.detach().float().clamp(0.0, 1.0) * peak).round().cpu().numpy().astype(dtype)
 
 
+def stored_lr(hr: torch.Tensor, scale: int, dtype=np.uint8) -> torch.Tensor:
+    """Float HR (..., C, H, W) -> the float LR image as a store would hold it: downsampled, quantised to ``dtype``."""
+    return to_float(quantize(downsample(hr, scale), dtype), dtype)
+
+
 def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
     """Integer HR array (..., C, H, W) -> integer LR array of the same dtype, by the protocol."""
     return quantize(downsample(to_float(hr), scale), hr.dtype)

@@ -44,6 +44,12 @@ class Env:
     def __getattr__(self, name):
         return self._request.getfixturevalue(name)
 
+    def input_path(self, name: str) -> Path:
+        """A path for a damaged input file, in a folder beside (not inside) the output folder."""
+        folder = self.tmp_path / "in"
+        folder.mkdir(exist_ok=True)
+        return folder / name
+
     def ingest(self, src: Path, store: Path) -> Path:
         result = run_cli(["ingest", "lf", src, store, "-q"])
         assert result.exit_code == 0, result.stderr
@@ -306,8 +312,7 @@ def weights_of_another_architecture(env):
 
     from lfrefsr.models.srresnet import SRResNetNN
 
-    weights = env.tmp_path / "in" / "sisr.pt"
-    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights = env.input_path("sisr.pt")
     torch.save({"model_config": {"name": "srresnet", "num_blocks": 1, "features": 8},
                 "state_dict": SRResNetNN(num_blocks=1, features=8).state_dict()}, weights)
     out = env.out_dir / "m.json"
@@ -320,8 +325,7 @@ def weights_of_another_architecture(env):
 def weights_that_are_a_malicious_pickle(env):
     import pickle
 
-    weights = env.tmp_path / "in" / "evil.pt"
-    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights = env.input_path("evil.pt")
     weights.write_bytes(pickle.dumps({"state_dict": _Evil(), "model_config": {"name": "ccnet"}}))
     out = env.out_dir / "m.json"
     folder = _match_pair(env)
@@ -349,8 +353,7 @@ def _match_pair(env) -> Path:
 def reconstruct_with_an_unusable_method(env):
     """A learned method whose weights cannot be loaded fails once, up front, not once per view."""
     store = env.ingest(env.lf_dir, env.out_dir / "s.zarr")
-    weights = env.tmp_path / "in" / "junk.pt"
-    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights = env.input_path("junk.pt")
     weights.write_bytes(b"not a checkpoint")
     return Setup(["reconstruct", store, "--method", "sisr", "--weights", weights], "weights", weights, store)
 
@@ -366,8 +369,7 @@ def extra_view_hci(env):
 
 @case
 def unsupported_container(env):
-    clip = env.tmp_path / "in" / "clip.mp4"
-    clip.parent.mkdir(parents=True, exist_ok=True)
+    clip = env.input_path("clip.mp4")
     clip.write_bytes(b"\x00\x00\x00\x18ftypmp42" + os.urandom(2000))
     out = env.out_dir / "v.zarr"
     return Setup(["ingest", "video", clip, out], "video", clip, out, [clip.parent])
@@ -377,8 +379,7 @@ def unsupported_container(env):
 def video_with_zero_frames(env):
     import av
 
-    clip = env.tmp_path / "in" / "empty.mkv"
-    clip.parent.mkdir(parents=True, exist_ok=True)
+    clip = env.input_path("empty.mkv")
     container = av.open(str(clip), "w")
     stream = container.add_stream("ffv1", rate=10)
     stream.width, stream.height, stream.pix_fmt = 32, 32, "bgr0"
@@ -390,8 +391,7 @@ def video_with_zero_frames(env):
 
 @case
 def malformed_config_yaml(env):
-    config = env.tmp_path / "in" / "bad.yaml"
-    config.parent.mkdir(parents=True, exist_ok=True)
+    config = env.input_path("bad.yaml")
     config.write_text("model: [name: ccnet\ntrain: {steps: 2\n")
     out = env.out_dir / "run"
     return Setup(["train", "ccnet", "--config", config, "--out", out], "malformed YAML", config, out)
@@ -406,8 +406,7 @@ def unknown_refsr_variant(env):
 
 @case
 def encode_a_result_the_store_lacks(env):
-    (env.tmp_path / "in").mkdir(exist_ok=True)
-    store = env.ingest(env.lf_dir, env.tmp_path / "in" / "s.zarr")
+    store = env.ingest(env.lf_dir, env.input_path("s.zarr"))
     out = env.out_dir / "png"
     return Setup(["encode", store, out, "--method", "refsr"], "no sr/refsr", store, out, [store])
 
@@ -424,8 +423,7 @@ def eval_video_of_one_frame(env):
 @case
 def eval_with_unloadable_weights(env):
     """Checked once before any view runs, not reported as a failure per view."""
-    weights = env.tmp_path / "in" / "junk.pt"
-    weights.parent.mkdir(parents=True, exist_ok=True)
+    weights = env.input_path("junk.pt")
     weights.write_bytes(b"not a checkpoint")
     out = env.out_dir / "e.json"
     return Setup(["eval", "lf", env.lf_dir, "--json", out, "--methods", "bicubic,sisr", "--weights", weights],

@@ -83,8 +83,7 @@ def evaluate_match(pair_dirs, methods, *, scale=8, search_range=100, weights=Non
         total = {"n": 0, "hits": {t: 0 for t in THRESHOLDS}}
         per_pair, started = {}, time.perf_counter()
         for folder, pair in tqdm(pairs.items(), desc=name, unit="pair", disable=not progress):
-            lr = protocol.downsample(pair["target"], scale)
-            lr = protocol.to_float(protocol.quantize(lr))  # an 8-bit LR image, as stored
+            lr = protocol.stored_lr(pair["target"], scale)  # an 8-bit LR image, as stored
             matches = matcher.match(lr, matcher.prepare(pair["ref"]))
             scores = score_matches(matches.position.float().cpu(), pair, scale, search_range)
             total["n"] += scores["n"]

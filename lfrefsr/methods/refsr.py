@@ -21,6 +21,7 @@ import torch
 
 from lfrefsr.methods.base import Method, ViewHint, register
 from lfrefsr.methods.flowwarp import FlowWarp, back_project
+from lfrefsr.models.ssnet import GUIDE_CHANNELS
 
 VARIANTS = {
     "default": {"alignment": "flow", "stride": None, "blend": None, "ref_patches": None, "epipolar": False,
@@ -29,6 +30,12 @@ VARIANTS = {
               "back_project": 0},
 }
 NETWORK = {"flow": "ssnet", "ccnet": "ssnet_paper"}  # shipped SS-Net weights per alignment
+
+
+def flow_guide(aligned: dict) -> torch.Tensor:
+    """SS-Net's 7-channel HR input from ``FlowWarp.align``'s output, in ``GUIDE_CHANNELS`` order: the aligned
+    reference, the flowwarp estimate, the trust map -> (7, H, W). Inference, training and the benchmark share it."""
+    return torch.cat([aligned["warped"], aligned["result"], aligned["weight"]], 1)[0]
 
 
 @register
@@ -59,7 +66,7 @@ class RefSR(Method):
                                      shipped=NETWORK[self.alignment])
         if self.alignment == "flow":
             self.flowwarp = FlowWarp(scale, self.device)
-            wanted = 7
+            wanted = sum(GUIDE_CHANNELS.values())
         else:
             from lfrefsr.correspondence.matchers import get_matcher
 
@@ -101,7 +108,7 @@ class RefSR(Method):
         lr = lr.to(self.device)
         if self.alignment == "flow":
             aligned = self.flowwarp.align(lr, context)  # each (1, C, H, W)
-            guide = torch.cat([aligned["warped"], aligned["result"], aligned["weight"]], 1)[0]  # (7, H, W)
+            guide = flow_guide(aligned)  # (7, H, W)
             with self._autocast():
                 lr_features = self.sisr.features(lr[None])[0]  # (Cl, h, w)
                 sr, mask = synthesize_image(self.ssnet, lr_features, guide, aligned["result"][0], scale=self.scale,

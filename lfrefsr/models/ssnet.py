@@ -44,6 +44,7 @@ import torch.nn.functional as F
 
 GUIDE_CHANNELS = {"reference": 3, "estimate": 3, "trust": 1}  # hr_in_channels=7, in this order
 
+
 class SSNet(nn.Module):
     def __init__(
         self,

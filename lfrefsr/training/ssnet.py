@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from lfrefsr.correspondence.matchers import get_matcher
 from lfrefsr.methods.flowwarp import FlowWarp
+from lfrefsr.methods.refsr import flow_guide
 from lfrefsr.models import build_model
 from lfrefsr.synthesis import dense_flow
 from lfrefsr.training.ccnet import degrade
@@ -41,11 +42,12 @@ class PairPool:
         from lfrefsr.weights import load_network
 
         self.sisr, _ = load_network("sisr", config.get("sisr_weights"))
-        self.matcher = get_matcher("ccnet", scale=self.pair_cfg.scale, search_range=int(train["search_range"]),
-                                   weights=config.get("ccnet_weights")) if config.get("alignment") != "flow" else None
-        self.photos, self.noise = photos, float(train.get("noise", 0.0))
         self.alignment = config.get("alignment", "ccnet")  # "flow": refsr's default variant, "ccnet": the paper
         self.flowwarp = FlowWarp(self.pair_cfg.scale) if self.alignment == "flow" else None
+        self.matcher = None if self.flowwarp is not None else get_matcher(
+            "ccnet", scale=self.pair_cfg.scale, search_range=int(train["search_range"]),
+            weights=config.get("ccnet_weights"))
+        self.photos, self.noise = photos, float(train.get("noise", 0.0))
         self.flow_error = float(train.get("flow_error", 0.0))  # px: rms of a smooth error added to the flow
         self.ref_patches = config.get("ref_patches", "warp")
         self.epipolar = bool(config.get("epipolar", True))
@@ -61,8 +63,8 @@ class PairPool:
         if self.flowwarp is not None:  # exactly what refsr's default variant feeds SS-Net
             error = smooth_flow_error(rng, ref.shape[-2:], self.flow_error) if self.flow_error else None
             aligned = self.flowwarp.align(lr[0], self.flowwarp.prepare(ref), error)  # each (1, C, S, S)
-            guide = torch.cat([aligned["warped"], aligned["result"], aligned["weight"]], 1)[0]  # (7, S, S)
-            return {"lr_features": lr_features, "base": aligned["result"][0], "hr": pair.target, "ref": guide}
+            return {"lr_features": lr_features, "base": aligned["result"][0], "hr": pair.target,
+                    "ref": flow_guide(aligned)}  # guide (7, S, S)
         direction = pair.direction if self.epipolar else None  # as refsr searches light fields at inference
         matches = self.matcher.match(lr[0], self.matcher.prepare(ref), direction=direction)
         flow = matches.flow.float()  # (2, h, w)
