@@ -155,3 +155,32 @@ def test_training_pairs_flow_lies_on_the_epipolar_direction_after_rotation():
         dx, dy = pair.direction
         cross = pair.flow[0] * dy - pair.flow[1] * dx  # zero when the flow is parallel to the direction
         assert float(cross.abs().max()) < 1e-3
+
+
+def test_slanted_layers_flow_is_accurate_and_disparity_varies():
+    lf = make_lightfield(4, (48, 64), seed=3, slant=2.0)
+    scene = lf["scene"]
+    assert (scene.slope != 0).all()
+    disparity = scene.disparity((0, 0, 0))
+    assert len(disparity.unique()) > 100  # a slanted plane has a disparity per pixel, not one per layer
+    flat = LayeredScene(48, 64, seed=3, origin=(0, 0))
+    assert torch.equal(flat.render(0, 0, 0), scene.render(0, 0, 0))  # the origin view does not see the slant
+    assert not torch.equal(flat.render(0, 3, 3), scene.render(0, 3, 3))
+    ref, target = scene.render(0, 0, 0), scene.render(0, 3, 3)
+    flow, occlusion = lf["flow"][3, 3], lf["occlusion"][3, 3]
+    assert _warp_error(ref, target, flow, occlusion).mean() < MEAN_ERROR_BOUND
+    # the flow of a light field is the disparity times the grid offset, here (-3, -3) steps from the origin
+    visible = ~torch.as_tensor(occlusion)
+    expected = 3 * scene.disparity((0, 3, 3))
+    assert torch.allclose(torch.as_tensor(flow)[0][visible], expected[visible], atol=1e-4)
+
+
+def test_repeat_tiles_textures_and_zero_keeps_old_scenes():
+    tiled = LayeredScene(48, 64, seed=4, repeat=1.0)
+    plain = LayeredScene(48, 64, seed=4)
+    assert torch.equal(LayeredScene(48, 64, seed=4, slant=0.0, repeat=0.0).render(0, 1, 1), plain.render(0, 1, 1))
+    texture = tiled.textures[0]  # (3, H, W), periodic with the tile's period in both axes
+    period_x = next(p for p in range(12, 49) if torch.equal(texture[:, :, p:], texture[:, :, :-p]))
+    period_y = next(p for p in range(12, 49) if torch.equal(texture[:, p:], texture[:, :-p]))
+    assert 12 <= period_x <= 48 and 12 <= period_y <= 48
+    assert not torch.equal(tiled.render(), plain.render())

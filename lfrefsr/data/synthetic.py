@@ -3,11 +3,13 @@
 A scene is a background layer (full coverage) plus K foreground layers. Layer ``i`` has a photo texture, a binary
 analytic alpha shape in its texture coordinates (ellipse, rotated rectangle or superellipse), a disparity ``d_i``
 (pixels per grid step; layers are sorted by disparity, background smallest, largest in front) and an affine motion
-over time. Texture point ``q`` of layer ``i`` appears in view ``(t, u, v)`` at image position
+over time. A layer may be slanted: its disparity varies linearly over the layer, ``d_i(q) = d_i + g_i . q``. Texture
+point ``q`` of layer ``i`` (0 at the layer's centre) appears in view ``(t, u, v)`` at image position
 
-    p = A_i(t) q + b_i(t) + d_i * (-(v - v0), -(u - u0))          (HCI: I_ref(x, y) = I_uv(x - d(v-v0), y - d(u-u0)))
+    p = A_i(t) q + b_i(t) + d_i(q) * (-(v - v0), -(u - u0))       (HCI: I_ref(x, y) = I_uv(x - d(v-v0), y - d(u-u0)))
 
-with ``(u0, v0)`` the scene's ``origin`` view. Everything is analytic, so flow and occlusion are exact. Flows follow
+with ``(u0, v0)`` the scene's ``origin`` view; the map stays affine per layer and view, ``(A_i + c g_i^T) q + ...`` with
+``c`` the parallax direction above. Everything is analytic, so flow and occlusion are exact. Flows follow
 ``lfrefsr.warp``: flow ``(fx, fy)`` at target pixel ``(x, y)`` points at reference pixel ``(x + fx, y + fy)``.
 Geometry is computed in float64, colours in float32.
 """
@@ -35,11 +37,15 @@ class LayeredScene:
     (default random 2..5). ``max_disparity``: disparities lie in [-max_disparity, max_disparity] (integers if
     ``integer_disparity``). ``motion``: 1.0 gives up to ~3 px/frame translation, ~1 deg/frame rotation and ~1 %/frame
     scale per layer. ``brightness``: per-view gain in [1 - b, 1 + b] and offset in [-b/2, b/2] (0 = off).
-    ``origin``: the grid position (u0, v0) where the layers sit at their drawn positions.
+    ``origin``: the grid position (u0, v0) where the layers sit at their drawn positions. ``slant``: each layer's
+    disparity changes by up to this much (pixels per grid step) across the shorter image side, in a random direction
+    (0 = fronto-parallel layers). ``repeat``: probability that a layer's texture is a periodic tiling of a small photo
+    crop (repeated patterns, as on real boards, fabrics and facades). Both draw from their own random stream, so a
+    scene with ``slant=0, repeat=0`` is the same as before they existed.
     """
 
     def __init__(self, height, width, *, photos=None, n_layers=None, max_disparity=3.0, motion=0.0,
-                 brightness=0.0, integer_disparity=False, seed=0, origin=(0, 0)):  # fmt: skip
+                 brightness=0.0, integer_disparity=False, seed=0, origin=(0, 0), slant=0.0, repeat=0.0):  # fmt: skip
         rng = np.random.default_rng(seed)
         if photos is None or isinstance(photos, (str, Path)):
             photos = load_photos(photos)
@@ -79,6 +85,15 @@ class LayeredScene:
         self.zoom = torch.from_numpy(rng.uniform(-0.01, 0.01, size=count) * motion)  # (L,) log-scale/frame
         self._grid = pixel_grid(height, width, dtype=torch.float64)  # (2, H, W)
 
+        # Slant and repetition come from a second stream: adding them leaves every existing seed's scene unchanged.
+        extra = np.random.default_rng([self.seed, 1])
+        angle = extra.uniform(0, 2 * np.pi, size=count)
+        magnitude = extra.uniform(0.0, float(slant), size=count) / short  # disparity change per texel
+        self.slope = torch.from_numpy(np.stack([np.cos(angle), np.sin(angle)], 1) * magnitude[:, None])  # (L, 2)
+        for i in range(count):
+            if extra.random() < repeat:
+                self.textures[i] = _tiled_texture(photos[extra.integers(len(photos))], canvas, extra)
+
     # ----------------------------------------------------------------------------------------------- geometry
     def _pose(self, view: View) -> tuple[torch.Tensor, torch.Tensor]:
         """Per-layer affine texture -> image map of ``view``: A (L, 2, 2), b (L, 2); p = A q + b."""
@@ -88,6 +103,7 @@ class LayeredScene:
         matrix = torch.stack([torch.stack([cos, -sin], -1), torch.stack([sin, cos], -1)], -2)  # (L, 2, 2)
         parallax = torch.tensor([-(v - self.origin[1]), -(u - self.origin[0])], dtype=torch.float64)  # (2,)
         offset = self.centre + self.velocity * t + self.disparities[:, None] * parallax  # (L, 2)
+        matrix = matrix + parallax[None, :, None] * self.slope[:, None, :]  # (L, 2, 2): + c g_i^T, the slant
         return matrix, offset
 
     def _to_texture(self, view: View, points: torch.Tensor) -> torch.Tensor:
@@ -149,8 +165,9 @@ class LayeredScene:
 
     def disparity(self, view: View = (0, 0, 0)) -> torch.Tensor:
         """Disparity of the top-most layer at every pixel of ``view``: float32 (H, W)."""
-        top, _ = self._top(view, self._grid)
-        return self.disparities[top].float()
+        top, coords = self._top(view, self._grid)  # (H, W), (L, 2, H, W)
+        own = coords.gather(0, top[None, None].expand(1, 2, -1, -1))[0]  # (2, H, W) coords in the pixel's layer
+        return (self.disparities[top] + torch.einsum("hwi,ihw->hw", self.slope[top], own)).float()
 
     def _gain(self, view: View) -> tuple[float, float]:
         """Deterministic brightness gain and offset of one view (independent of call order)."""
@@ -168,6 +185,15 @@ def _texture(photo: torch.Tensor, size: tuple[int, int], rng: np.random.Generato
     crop = photo[None, :, y0 : y0 + crop_h, x0 : x0 + crop_w]  # (1, 3, h, w)
     texture = F.interpolate(crop, size=size, mode="bilinear", antialias=True, align_corners=False)[0]  # (3, H, W)
     return texture.flip(-1).clamp(0, 1) if rng.random() < 0.5 else texture.clamp(0, 1)
+
+
+def _tiled_texture(photo: torch.Tensor, size: tuple[int, int], rng: np.random.Generator) -> torch.Tensor:
+    """A periodic texture (3, H, W): a random 12..48-pixel crop of ``photo`` tiled over ``size``."""
+    tile_h, tile_w = (min(int(rng.integers(12, 49)), side) for side in photo.shape[1:])
+    y0, x0 = rng.integers(0, photo.shape[1] - tile_h + 1), rng.integers(0, photo.shape[2] - tile_w + 1)
+    tile = photo[:, y0 : y0 + tile_h, x0 : x0 + tile_w]  # (3, th, tw)
+    reps = (-(-size[0] // tile_h), -(-size[1] // tile_w))
+    return tile.repeat(1, *reps)[:, : size[0], : size[1]].clamp(0, 1).contiguous()  # (3, H, W)
 
 
 def _grid_shape(grid) -> tuple[int, int]:
