@@ -25,3 +25,24 @@ def test_a_changed_weights_file_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(weights, "MANIFEST", HERE / "manifest.json")
     with pytest.raises(LfrefsrError, match="sha256"):
         weights.verify("ccnet")
+
+
+@pytest.mark.parametrize("name", ["sisr", "ssnet"])
+def test_networks_load_channels_last_and_give_the_contiguous_result(name):
+    import torch
+
+    model, _ = load_network(name, shipped=name)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convs)
+    plain = load_network(name, shipped=name)[0].to(memory_format=torch.contiguous_format)
+    torch.manual_seed(0)
+    lr = torch.rand(1, 3, 6, 7)
+    with torch.inference_mode():
+        if name == "sisr":
+            fast, slow = model(lr), plain(lr)
+        else:
+            features = torch.rand(1, model.mask_coarse.in_channels - model.hr_head.out_channels, 6, 7)
+            guide, base = torch.rand(1, model.hr_in_channels, 48, 56), torch.rand(1, 3, 48, 56)
+            fast, slow = model(features, guide, base)[0], plain(features, guide, base)[0]
+    assert fast.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(fast.contiguous(), slow, atol=1e-5, rtol=1e-5)
