@@ -184,3 +184,17 @@ def test_repeat_tiles_textures_and_zero_keeps_old_scenes():
     period_y = next(p for p in range(12, 49) if torch.equal(texture[:, p:], texture[:, :-p]))
     assert 12 <= period_x <= 48 and 12 <= period_y <= 48
     assert not torch.equal(tiled.render(), plain.render())
+
+
+def test_thin_layers_are_thin_and_their_flow_is_accurate():
+    lf = make_lightfield(4, (64, 64), seed=2, thin=1.0, n_layers=3)
+    scene = lf["scene"]
+    assert (scene.semi_axes[1:, 1] <= 5.0).all() and scene.wedge.any()
+    top = scene._top((0, 0, 0), scene._grid)[0]  # (H, W) top layer index
+    for layer in range(1, 4):  # a thin layer covers far less than its bounding box
+        covered = int((top == layer).sum())
+        assert covered <= 4 * float(scene.semi_axes[layer].prod())
+    ref, target = scene.render(0, 0, 0), scene.render(0, 3, 3)
+    assert _warp_error(ref, target, lf["flow"][3, 3], lf["occlusion"][3, 3]).mean() < MEAN_ERROR_BOUND
+    assert torch.equal(LayeredScene(64, 64, seed=2, n_layers=3).render(), LayeredScene(64, 64, seed=2, n_layers=3,
+                                                                                          thin=0.0).render())

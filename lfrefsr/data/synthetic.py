@@ -40,12 +40,15 @@ class LayeredScene:
     ``origin``: the grid position (u0, v0) where the layers sit at their drawn positions. ``slant``: each layer's
     disparity changes by up to this much (pixels per grid step) across the shorter image side, in a random direction
     (0 = fronto-parallel layers). ``repeat``: probability that a layer's texture is a periodic tiling of a small photo
-    crop (repeated patterns, as on real boards, fabrics and facades). Both draw from their own random stream, so a
-    scene with ``slant=0, repeat=0`` is the same as before they existed.
+    crop (repeated patterns, as on real boards, fabrics and facades). ``thin``: probability that a foreground layer is
+    a thin bar or wedge, 1.5..5 px across and 0.2..0.5 of the shorter side long (wires, branches, fences, the HCI
+    stratified scenes), where flow and occlusion are hardest. All three draw from their own random stream, so a scene
+    with ``slant=0, repeat=0, thin=0`` is the same as before they existed.
     """
 
     def __init__(self, height, width, *, photos=None, n_layers=None, max_disparity=3.0, motion=0.0,
-                 brightness=0.0, integer_disparity=False, seed=0, origin=(0, 0), slant=0.0, repeat=0.0):  # fmt: skip
+                 brightness=0.0, integer_disparity=False, seed=0, origin=(0, 0), slant=0.0, repeat=0.0,
+                 thin=0.0):  # fmt: skip
         rng = np.random.default_rng(seed)
         if photos is None or isinstance(photos, (str, Path)):
             photos = load_photos(photos)
@@ -93,6 +96,12 @@ class LayeredScene:
         for i in range(count):
             if extra.random() < repeat:
                 self.textures[i] = _tiled_texture(photos[extra.integers(len(photos))], canvas, extra)
+        self.wedge = torch.zeros(count, dtype=torch.bool)  # (L,): a triangle, full width at one end, a point at the other
+        for i in range(1, count):  # foreground layers only
+            if extra.random() < thin:
+                self.semi_axes[i] = torch.tensor([extra.uniform(0.2, 0.5) * short, extra.uniform(1.5, 5.0)])
+                self.exponent[i] = np.inf
+                self.wedge[i] = bool(extra.random() < 0.5)
 
     # ----------------------------------------------------------------------------------------------- geometry
     def _pose(self, view: View) -> tuple[torch.Tensor, torch.Tensor]:
@@ -114,8 +123,11 @@ class LayeredScene:
     def _coverage(self, coords: torch.Tensor) -> torch.Tensor:
         """Exact binary alpha of every layer at texture coordinates (L, 2, H, W) -> bool (L, H, W)."""
         cos, sin = torch.cos(self.orientation)[:, None, None], torch.sin(self.orientation)[:, None, None]  # (L,1,1)
-        along = (cos * coords[:, 0] + sin * coords[:, 1]).abs() / self.semi_axes[:, 0, None, None]  # (L, H, W)
+        signed = (cos * coords[:, 0] + sin * coords[:, 1]) / self.semi_axes[:, 0, None, None]  # (L, H, W)
+        along = signed.abs()
         across = (-sin * coords[:, 0] + cos * coords[:, 1]).abs() / self.semi_axes[:, 1, None, None]
+        # a wedge narrows linearly from the full width at along = +1 to nothing at along = -1
+        across = torch.where(self.wedge[:, None, None], across * 2 / (1 + signed).clamp_min(1e-9), across)
         power = self.exponent[:, None, None]  # (L, 1, 1)
         curve = along ** power.clamp(max=1e3) + across ** power.clamp(max=1e3) <= 1.0
         inside = torch.where(torch.isinf(power), torch.maximum(along, across) <= 1.0, curve)  # (L, H, W)
