@@ -1,0 +1,111 @@
+"""CUDA code paths: every learned method and the pipeline on a GPU give the CPU's result (float32) or close to it
+(bf16 autocast). Skipped where torch sees no CUDA GPU, as on CI; run on a GPU machine with ``pytest tests/test_gpu.py``.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from lfrefsr import metrics, protocol
+from lfrefsr.data.synthetic import make_lightfield
+from lfrefsr.methods import ViewHint, get_method
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch sees no CUDA GPU")
+
+
+@pytest.fixture(scope="module")
+def pair():
+    data = make_lightfield(grid=4, size=(192, 192), seed=11, max_disparity=1.5)
+    hr = protocol.to_float(data["hr"])
+    return {"ref": hr[0, 0], "hr": hr[2, 3], "lr": protocol.stored_lr(hr[2, 3], 8), "hint": ViewHint(grid_offset=(2, 3))}
+
+
+def _run(name, pair, device, **options):
+    method = get_method(name, scale=8, device=device, **options)
+    sr = method.super_resolve(pair["lr"], method.prepare(pair["ref"]), pair["hint"])
+    assert sr.device.type == torch.device(device).type and torch.isfinite(sr).all()
+    return sr.cpu()
+
+
+@pytest.fixture(autouse=True)
+def _exact_float32():
+    """cuDNN and cuBLAS use TF32 for float32 by default on Ampere and later; the equality checks want float32."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved
+
+
+@pytest.mark.parametrize("name", ["flowwarp", "sisr", "refsr"])
+def test_method_on_cuda_equals_cpu_in_float32(name, pair):
+    cpu, gpu = _run(name, pair, "cpu"), _run(name, pair, "cuda")
+    assert (gpu - cpu).abs().max() < 2e-3  # different kernels, same arithmetic up to rounding
+    assert abs(metrics.psnr(gpu, pair["hr"]) - metrics.psnr(cpu, pair["hr"])) < 0.01
+
+
+def test_refsr_paper_on_cuda_equals_cpu_in_float32(pair):
+    cpu, gpu = _run("refsr_paper", pair, "cpu", stride=4), _run("refsr_paper", pair, "cuda", stride=4)
+    # CC-Net argmax ties may break differently between kernels: compare quality, and most pixels exactly
+    assert abs(metrics.psnr(gpu, pair["hr"]) - metrics.psnr(cpu, pair["hr"])) < 0.05
+    assert ((gpu - cpu).abs() < 2e-3).float().mean() > 0.98
+
+
+@pytest.mark.parametrize("name", ["sisr", "refsr", "refsr_paper"])
+def test_bf16_autocast_on_cuda_is_close_to_float32(name, pair):
+    options = {"stride": 4} if name == "refsr_paper" else {}
+    full = _run(name, pair, "cuda", **options)
+    half = _run(name, pair, "cuda", precision="bf16", **options)
+    assert abs(metrics.psnr(half, pair["hr"]) - metrics.psnr(full, pair["hr"])) < 0.3
+
+
+def test_ccnet_matches_on_cuda_equal_cpu(pair):
+    from lfrefsr.correspondence.matchers import get_matcher
+
+    flows = {}
+    for device in ("cpu", "cuda"):
+        matcher = get_matcher("ccnet", scale=8, search_range=100, device=device)
+        flows[device] = matcher.match(pair["lr"], matcher.prepare(pair["ref"])).flow.float().cpu()  # (2, h, w)
+    same = (flows["cuda"] - flows["cpu"]).abs().amax(0) < 0.05
+    assert same.float().mean() > 0.98
+
+
+def test_pipeline_on_cuda_equals_cpu(tmp_path):
+    from lfrefsr.io.ingest import ingest_lf
+    from lfrefsr.io.images import write_image
+    from lfrefsr.pipeline import plan, run_serial
+
+    hr = make_lightfield(grid=2, size=(64, 64), seed=3)["hr"]
+    results = {}
+    for device in ("cpu", "cuda"):
+        folder = tmp_path / device
+        folder.mkdir()
+        for u in range(2):
+            for v in range(2):
+                write_image(folder / f"view_{u:02d}_{v:02d}.png", hr[u, v])
+        store = ingest_lf(folder, tmp_path / f"{device}.zarr", progress=False)
+        summary = run_serial(plan(store), "refsr", device=device, progress=False)
+        assert summary.done == 3
+        results[device] = np.stack([store.read_result("refsr", t.target) for t in plan(store)]).astype(np.int32)
+    assert np.abs(results["cuda"] - results["cpu"]).max() <= 1  # uint8 results: at most one rounding step
+
+
+def test_dask_gpu_worker_runs_cuda_tasks(tmp_path):
+    from conftest import run_cli
+
+    from lfrefsr.distributed import open_client
+    from lfrefsr.io.ingest import ingest_lf
+    from lfrefsr.io.images import write_image
+
+    hr = make_lightfield(grid=2, size=(64, 64), seed=4)["hr"]
+    folder = tmp_path / "src"
+    folder.mkdir()
+    for u in range(2):
+        for v in range(2):
+            write_image(folder / f"view_{u:02d}_{v:02d}.png", hr[u, v])
+    store = ingest_lf(folder, tmp_path / "s.zarr", progress=False)
+    with open_client(None, workers=1, threads_per_worker=1, gpu=True) as client:
+        address = client.scheduler.address
+        result = run_cli(["reconstruct", store.path, "--method", "refsr", "--device", "cuda", "--scheduler", address,
+                          "-q"])
+    assert result.exit_code == 0, result.output
+    assert "3 views done" in result.output
