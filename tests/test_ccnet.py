@@ -103,3 +103,21 @@ def test_strip_reference_features_equal_whole_image(tmp_path, input_norm):
     with torch.no_grad():
         grid = model.features_on_grid(torch.rand(1, 3, 40, 48), 8)
     assert grid.shape == (1, 8, 5, 6)
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_channels_last_forward_equals_contiguous_and_has_gradients(batch_norm):
+    """Channels-last runs the final 1x1 convolution as a matrix product over pixels: same numbers, same gradients."""
+    torch.manual_seed(0)
+    plain = CCNet(width=0.25, out_channels=16, normalize=True, batch_norm=batch_norm, input_norm="local").eval()
+    fast = CCNet(width=0.25, out_channels=16, normalize=True, batch_norm=batch_norm, input_norm="local").eval()
+    fast.load_state_dict(plain.state_dict())
+    fast = fast.to(memory_format=torch.channels_last)
+    image = torch.rand(2, 3, 40, 36)
+    out_plain = plain(image, "ref")
+    out_fast = fast(image.contiguous(memory_format=torch.channels_last), "ref")
+    assert out_fast.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out_fast, out_plain, atol=1e-5, rtol=1e-4)
+    out_fast.square().sum().backward()
+    out_plain.square().sum().backward()
+    torch.testing.assert_close(fast.lr_tower.fc.weight.grad, plain.lr_tower.fc.weight.grad, atol=1e-3, rtol=1e-3)
