@@ -126,11 +126,28 @@ def _reference_context(method: Method, task: Task, method_name: str, method_key)
         if not task.store.done(method_name)[task.reference]:
             raise LfrefsrError(f"reference frame {list(task.reference)} has no {method_name} result", task.store.path)
         image = task.store.read(array, task.reference)
-    context = method.prepare(protocol.to_float(image, task.store.dtype))
+    ref = protocol.to_float(image, task.store.dtype)
+    if method.uses_views and task.hint.grid_offset is not None:  # a light field: all its LR views, read here
+        context = method.prepare(ref, views=_light_field_views(task))
+    else:
+        context = method.prepare(ref)
     references[key] = context
     while len(references) > _REFERENCES_KEPT:
         references.popitem(last=False)
     return context
+
+
+def _light_field_views(task: Task) -> list[tuple[ViewHint, torch.Tensor]]:
+    """Every LR view of the target's light field (same leading indices, e.g. the time step) but the reference, each
+    with its grid offset: the whole grid, whichever views this run writes, so the result never depends on them."""
+    prefix, (u0, v0) = task.reference[:-2], task.reference[-2:]
+    views = []
+    for index in task.store.views():
+        if tuple(index[:-2]) != tuple(prefix) or tuple(index[-2:]) == (u0, v0):
+            continue
+        lr = protocol.to_float(task.store.read("lr", index), task.store.dtype)
+        views.append((ViewHint(grid_offset=(index[-2] - u0, index[-1] - v0)), lr))
+    return views
 
 
 def execute(task: Task, method_name: str, *, device: str = "cpu", options: dict | None = None,

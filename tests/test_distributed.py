@@ -79,15 +79,16 @@ def _results(store: Store, method: str) -> np.ndarray:
     return np.stack([store.read_result(method, t.target) for t in plan(store)])
 
 
-def test_cluster_result_equals_in_process_result(cluster, tmp_path):
+@pytest.mark.parametrize("method", ["flowwarp", "refsr"])  # refsr: every worker estimates the shared disparity
+def test_cluster_result_equals_in_process_result(cluster, tmp_path, method):
     src = _lightfield(tmp_path / "src")
     local = ingest_lf(src, tmp_path / "local.zarr", progress=False)
     remote = ingest_lf(src, tmp_path / "remote.zarr", progress=False)
-    run_serial(plan(local), "flowwarp", progress=False, threads=1)
-    result = run_cli(["reconstruct", str(remote.path), "--method", "flowwarp", "--scheduler", cluster.address, "-q"])
+    run_serial(plan(local), method, progress=False, threads=1)
+    result = run_cli(["reconstruct", str(remote.path), "--method", method, "--scheduler", cluster.address, "-q"])
     assert result.exit_code == 0, result.output
     assert "8 views done" in result.output
-    np.testing.assert_array_equal(_results(remote, "flowwarp"), _results(local, "flowwarp"))
+    np.testing.assert_array_equal(_results(remote, method), _results(local, method))
 
 
 def test_gpu_tasks_ask_for_gpu_resources(cluster, tmp_path):

@@ -53,3 +53,30 @@ def test_serial_run_resumes_and_overwrites(tmp_path):
     forced = run_serial(tasks, "bicubic", progress=False, overwrite=True)
     assert forced.done == 3
     assert store.done("bicubic").sum() == 3 and not store.done("bicubic")[0, 0]
+
+
+def test_light_field_views_reach_the_method_whichever_views_run(tmp_path, monkeypatch):
+    """A method that uses a light field's views gets all of them (not only those this run writes), each with its grid
+    offset, for each time step of a light-field video; results do not depend on which views a run covers."""
+    from lfrefsr import pipeline
+    from lfrefsr.methods.bicubic import Bicubic
+
+    seen = []
+
+    class Spy(Bicubic):
+        uses_views = True
+
+        def prepare(self, ref, views=None):
+            seen.append(sorted(hint.grid_offset for hint, _ in views))
+            return super().prepare(ref)
+
+    spy = Spy(scale=4)
+    monkeypatch.setattr(pipeline, "cached_method", lambda *args: spy)
+    store = _store(tmp_path, Kind.LFVIDEO, (2, 2, 3), ref=(1, 1))
+    offsets = [(-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1)]
+    monkeypatch.setattr(pipeline, "_CACHE", {"methods": {}, "references": pipeline.OrderedDict()})
+    run_serial(plan(store, views=[(1, 0, 2)]), "bicubic", progress=False)
+    assert seen == [offsets]
+    monkeypatch.setattr(pipeline, "_CACHE", {"methods": {}, "references": pipeline.OrderedDict()})
+    run_serial(plan(store), "bicubic", progress=False, overwrite=True)
+    assert seen == [offsets, offsets, offsets]  # time steps 0 and 1, one preparation each

@@ -28,6 +28,7 @@ class Method:
 
     name: ClassVar[str] = ""
     uses_reference: ClassVar[bool] = True
+    uses_views: ClassVar[bool] = False  # prepare(ref, views=[(hint, lr), ...]): the LR views sharing the reference
 
     def __init__(self, scale: int = 8, device: str | torch.device = "cpu", **options: Any):
         self.scale = int(scale)

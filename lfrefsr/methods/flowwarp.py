@@ -62,6 +62,21 @@ def back_project(sr: torch.Tensor, lr: torch.Tensor, scale: int, iterations: int
     return sr.clamp(0.0, 1.0)
 
 
+def select_flow(ref: torch.Tensor, lr: torch.Tensor, scale: int, flows: list[torch.Tensor], window: int = 3
+                ) -> torch.Tensor:
+    """Per LR pixel, the flow whose warp of ``ref`` (1, 3, H, W) agrees best with ``lr`` (1, 3, h, w) over its
+    ``window`` x ``window`` LR neighbourhood; choices are blended bilinearly at HR so the flow has no seams.
+    flows: each (1, 2, H, W)."""
+    errors = []
+    for flow in flows:
+        disagreement = (protocol.downsample(warp(ref, flow), scale) - lr).abs().mean(dim=1, keepdim=True)  # (1,1,h,w)
+        errors.append(F.avg_pool2d(disagreement, window, stride=1, padding=window // 2, count_include_pad=False))
+    best = torch.cat(errors, dim=1).argmin(dim=1)  # (1, h, w) index of the best flow
+    choice = F.one_hot(best, len(flows)).permute(0, 3, 1, 2).to(ref.dtype)  # (1, K, h, w)
+    choice = F.interpolate(choice, size=flows[0].shape[-2:], mode="bilinear", align_corners=False)  # (1, K, H, W)
+    return sum(choice[:, k : k + 1] * flow for k, flow in enumerate(flows))  # (1, 2, H, W)
+
+
 @register
 class FlowWarp(Method):
     """Options: ``preset`` (DIS preset), ``iterations`` (back-projection), ``tolerance`` (LR disagreement at which
@@ -90,11 +105,13 @@ class FlowWarp(Method):
         ref = ref.to(self.device)
         return {"ref": ref, "ref_gray": _gray_u8(protocol.blur(ref, self.scale))}
 
-    def align(self, lr: torch.Tensor, context: dict, flow_error: torch.Tensor | None = None) -> dict:
+    def align(self, lr: torch.Tensor, context: dict, flow_error: torch.Tensor | None = None,
+              candidates: list[torch.Tensor] | None = None) -> dict:
         """The flowwarp chain for LR target (3, h, w), keeping its intermediates (refsr builds on them):
         flow (1, 2, H, W) target -> reference, warped (1, 3, H, W) reference aligned to the target, weight
         (1, 1, H, W) trust in the warp, result (1, 3, H, W) the flowwarp output. ``flow_error`` (2, H, W) is added
-        to the flow (SS-Net training: real flows are less accurate than DIS on synthetic pairs)."""
+        to the flow (SS-Net training: real flows are less accurate than DIS on synthetic pairs). ``candidates``, other
+        flows (2, H, W) (from a light field's shared disparity): per LR pixel, the best of them and DIS is kept."""
         ref = context["ref"]
         lr = lr.to(self.device)[None]  # (1, 3, h, w)
         up = protocol.upsample(lr, self.scale)  # (1, 3, H, W)
@@ -102,6 +119,8 @@ class FlowWarp(Method):
         flow = dis_flow(up_gray, context["ref_gray"], self.preset)[None].to(self.device)  # (1, 2, H, W)
         if flow_error is not None:
             flow = flow + flow_error[None].to(flow)
+        if candidates:
+            flow = select_flow(ref[None], lr, self.scale, [flow, *(c[None].to(flow) for c in candidates)])
         warped = warp(ref[None], flow)  # (1, 3, H, W)
 
         # Trust: agreement of the raw warp with the LR target, measured at LR scale and brought back up.

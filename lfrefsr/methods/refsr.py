@@ -8,7 +8,10 @@ Variants:
              a final back-projection makes the result agree with the LR view. Why not CC-Net here: its matches live
              on the 8-pixel centre grid, and the reference warped by them scored 1.5-2.3 dB below the DIS warp on
              hci-backgammon and both Sintel folders; initialising DIS with them lowered backgammon by 0.3 dB
-             (see the issue note). CC-Net remains the paper variant's correspondence.
+             (see the issue note). CC-Net remains the paper variant's correspondence. In a light field run through
+             the pipeline (``lightfield=True``), the reference's disparity is first estimated from all LR views at
+             once (``lfrefsr.lightfield``), and each view keeps, per LR pixel, the better of its DIS flow and the
+             flow that disparity gives.
     paper    (``refsr_paper``, or ``variant="paper"``) the paper's design: CC-Net matches with a full 2-D search,
              one displacement per patch from its centre's match (``shift``), 8x8 LR patches every LR pixel
              (``stride=1``), mask-weighted blending; its own SS-Net (``hr_in_channels=3``, weights ``ssnet_paper``).
@@ -19,17 +22,22 @@ from __future__ import annotations
 
 import torch
 
+from lfrefsr.lightfield import MIN_VIEWS, disparity_hypotheses, estimate_disparity, view_flow
 from lfrefsr.methods.base import Method, ViewHint, register
 from lfrefsr.methods.flowwarp import FlowWarp, back_project
 from lfrefsr.models.ssnet import GUIDE_CHANNELS
 
 VARIANTS = {
     "default": {"alignment": "flow", "stride": None, "blend": None, "ref_patches": None, "epipolar": False,
-                "back_project": 10},
+                "back_project": 10, "lightfield": True},
     "paper": {"alignment": "ccnet", "stride": 1, "blend": "mask", "ref_patches": "shift", "epipolar": False,
-              "back_project": 0},
+              "back_project": 0, "lightfield": False},
 }
 NETWORK = {"flow": "ssnet", "ccnet": "ssnet_paper"}  # shipped SS-Net weights per alignment
+# disparity hypotheses beside the estimate: its local max and min over these half-widths (HR px). Chosen on synthetic
+# 8x8 light fields and 11 hci-backgammon views; gain of refsr over flowwarp there (dB): none +0.27 / +0.33,
+# (12,) +2.04 / +0.63, (4, 12) +2.03 / +0.65 (synthetic: mean of 3 scenes; lfrefsr/lightfield.py)
+EDGE_SPREADS = (4, 12)
 
 
 def flow_guide(aligned: dict) -> torch.Tensor:
@@ -42,11 +50,13 @@ def flow_guide(aligned: dict) -> torch.Tensor:
 class RefSR(Method):
     name = "refsr"
     default_variant = "default"
+    uses_views = True  # prepare() takes the other LR views of a light field (their shared disparity)
 
     def __init__(self, scale: int = 8, device="cpu", *, variant: str | None = None, stride: int | None = None,
                  blend: str | None = None, ref_patches: str | None = None, epipolar: bool | None = None,
-                 back_project: int | None = None, search_range: int = 100, ccnet_weights=None, sisr_weights=None,
-                 ssnet_weights=None, precision: str = "fp32", batch: int = 64, tile: int | None = 64):
+                 back_project: int | None = None, lightfield: bool | None = None, search_range: int = 100,
+                 ccnet_weights=None, sisr_weights=None, ssnet_weights=None, precision: str = "fp32", batch: int = 64,
+                 tile: int | None = 64):
         super().__init__(scale, device)
         from lfrefsr.errors import LfrefsrError
         from lfrefsr.weights import load_network
@@ -55,11 +65,14 @@ class RefSR(Method):
         if variant not in VARIANTS:
             raise LfrefsrError(f"refsr variant is one of {sorted(VARIANTS)}, not {variant!r}")
         given = {"stride": stride, "blend": blend, "ref_patches": ref_patches, "epipolar": epipolar,
-                 "back_project": back_project}
+                 "back_project": back_project, "lightfield": lightfield}
         chosen = {**VARIANTS[variant], **{k: v for k, v in given.items() if v is not None}}
         self.variant, self.alignment = variant, chosen["alignment"]
         self.stride, self.blend, self.ref_patches = chosen["stride"], chosen["blend"], chosen["ref_patches"]
         self.epipolar, self.back_project = bool(chosen["epipolar"]), int(chosen["back_project"])
+        self.lightfield = bool(chosen["lightfield"]) and self.alignment == "flow"
+        self.uses_views = self.lightfield  # the pipeline reads a light field's LR views only for this
+        self.edge_spreads = EDGE_SPREADS
         self.precision, self.batch, self.tile = precision, batch, tile
         self.sisr, _ = load_network("sisr", sisr_weights, device=str(self.device))
         self.ssnet, _ = load_network("ssnet", ssnet_weights, device=str(self.device),
@@ -82,13 +95,19 @@ class RefSR(Method):
                                "train them for this scale (lfrefsr train ... with model.scale) or use flowwarp")
 
     @torch.inference_mode()
-    def prepare(self, ref: torch.Tensor) -> dict:
+    def prepare(self, ref: torch.Tensor, views: list[tuple[ViewHint, torch.Tensor]] | None = None) -> dict:
         """Per-reference work, once per light field or reference frame: the blurred grey reference for the flow,
-        or CC-Net's dense reference features."""
+        or CC-Net's dense reference features. ``views``: the LR views (hint, (3, h, w)) that share this reference;
+        for a light field they give the reference's disparity (``lightfield=True``)."""
         ref = ref.to(self.device)
-        if self.alignment == "flow":
-            return self.flowwarp.prepare(ref)
-        return {"ref": ref, "features": self.matcher.prepare(ref)}
+        if self.alignment != "flow":
+            return {"ref": ref, "features": self.matcher.prepare(ref)}
+        context = self.flowwarp.prepare(ref)
+        grid_views = [(hint.grid_offset, lr.to(self.device)) for hint, lr in views or () if hint.grid_offset]
+        if self.lightfield and len(grid_views) >= MIN_VIEWS:
+            disparity = estimate_disparity(ref, grid_views, self.scale)  # (H, W)
+            context["disparity"] = disparity_hypotheses(disparity, self.edge_spreads)
+        return context
 
     def direction(self, hint: ViewHint | None):
         """Epipolar direction (dx, dy) of a light-field view: the flow to the reference is d * (dv, du)."""
@@ -107,7 +126,10 @@ class RefSR(Method):
 
         lr = lr.to(self.device)
         if self.alignment == "flow":
-            aligned = self.flowwarp.align(lr, context)  # each (1, C, H, W)
+            candidates = []
+            if "disparity" in context and hint is not None and hint.grid_offset:
+                candidates = [view_flow(d, hint.grid_offset) for d in context["disparity"]]  # each (2, H, W)
+            aligned = self.flowwarp.align(lr, context, candidates=candidates)  # each (1, C, H, W)
             guide = flow_guide(aligned)  # (7, H, W)
             with self._autocast():
                 lr_features = self.sisr.features(lr[None])[0]  # (Cl, h, w)

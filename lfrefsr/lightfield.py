@@ -1,0 +1,126 @@
+"""Light-field geometry shared by all views: one disparity map of the reference, estimated from every LR view.
+
+In a light field every view sees the same scene points, shifted by the point's disparity times the view's grid offset
+(SPEC and HCI convention: ``I_ref(x, y) = I_uv(x - d (v - v0), y - d (u - u0))``). A single disparity map of the
+reference therefore explains all 63 LR views of an 8x8 grid, and estimating it from all of them at once is far more
+robust than 63 independent optical flows: a plane sweep over disparities compares the reference, degraded as the LR
+views are, with every LR view shifted along its baseline, and keeps the best ``keep`` share of the views at each pixel
+so that views where the point is occluded do not vote. Each target view then gets its own disparity map by a
+fixed-point iteration (``view_disparity``), and from it the flow to the reference (``view_flow``).
+
+On hci-backgammon this map is accurate to 0.08 px per grid step at the median, but it misses structures thinner than
+an LR pixel (the LR views cannot show them), so refsr uses it as a second candidate beside the per-view DIS flow and
+keeps, per LR pixel, whichever warp agrees better with the LR view (``lfrefsr.methods.flowwarp.select_flow``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from lfrefsr import protocol
+from lfrefsr.warp import pixel_grid, sample
+
+WORK_PER_LR_PIXEL = 2  # the sweep runs at twice the LR resolution: the views carry nothing finer
+OUTSIDE_COST = 1.0  # a view whose shifted position leaves the image costs the most, so it is not kept
+MIN_VIEWS = 3  # fewer views do not outvote occlusions; refsr then keeps the per-view flow alone
+
+
+def estimate_disparity(
+    ref: torch.Tensor,
+    views: list[tuple[tuple[int, int], torch.Tensor]],
+    scale: int,
+    *,
+    max_disparity: float = 4.0,
+    step: float = 0.05,
+    keep: float = 0.75,
+    window: int = 5,
+) -> torch.Tensor:
+    """Disparity (H, W) of the reference view, in HR pixels per grid step.
+
+    ref (3, H, W) HR reference; views: ((du, dv) grid offset from the reference, LR view (3, H/scale, W/scale)).
+    Candidates are every ``step`` in [-max_disparity, max_disparity]; ``keep`` is the share of views averaged per
+    pixel (the best-matching ones); ``window`` the side, in working pixels, of the box that aggregates the cost.
+    """
+    if not views:
+        raise ValueError("estimate_disparity needs at least one LR view")
+    height, width = ref.shape[-2:]
+    low_h, low_w = views[0][1].shape[-2:]
+    size = (low_h * WORK_PER_LR_PIXEL, low_w * WORK_PER_LR_PIXEL)
+    work_per_hr = size[1] / width  # working pixels per HR pixel
+    blurred = protocol.blur(ref[None], scale)  # (1, 3, H, W): the reference as the LR views see it
+    ref_work = F.interpolate(blurred, size=size, mode="bilinear", antialias=True, align_corners=False)  # (1, 3, h2, w2)
+    lrs = torch.stack([lr.to(ref) for _, lr in views])  # (V, 3, h, w)
+    lrs_work = F.interpolate(lrs, size=size, mode="bicubic", align_corners=False)  # (V, 3, h2, w2)
+    offsets = torch.tensor([[dv, du] for (du, dv), _ in views], dtype=ref.dtype, device=ref.device)  # (V, 2): x, y
+    grid = pixel_grid(*size, device=ref.device, dtype=ref.dtype)  # (2, h2, w2)
+    kept = max(1, int(round(keep * len(views))))
+    candidates = torch.arange(-max_disparity, max_disparity + step / 2, step, device=ref.device, dtype=ref.dtype)
+    costs = torch.empty(len(candidates), *size, device=ref.device, dtype=ref.dtype)  # (D, h2, w2)
+    for k, disparity in enumerate(candidates):
+        # reference pixel p sees the scene point that view (du, dv) shows at p - d (dv, du)
+        coords = grid[None] - (disparity * work_per_hr) * offsets[:, :, None, None]  # (V, 2, h2, w2)
+        shifted = sample(lrs_work, coords)  # (V, 3, h2, w2)
+        error = (shifted - ref_work).abs().mean(1)  # (V, h2, w2)
+        outside = (coords[:, 0] < 0) | (coords[:, 0] > size[1] - 1) | (coords[:, 1] < 0) | (coords[:, 1] > size[0] - 1)
+        error = error.masked_fill(outside, OUTSIDE_COST)
+        costs[k] = error.topk(kept, dim=0, largest=False).values.mean(0)  # (h2, w2): the best views only
+    costs = F.avg_pool2d(costs[None], window, stride=1, padding=window // 2, count_include_pad=False)[0]
+    disparity = _subpixel_argmin(costs, candidates, step)  # (h2, w2)
+    return F.interpolate(disparity[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]
+
+
+def _subpixel_argmin(costs: torch.Tensor, candidates: torch.Tensor, step: float) -> torch.Tensor:
+    """Per pixel, the candidate of least cost (D, H, W) refined by a parabola through its neighbours -> (H, W)."""
+    best = costs.argmin(0).clamp(1, len(candidates) - 2)  # (H, W); the range ends get no parabola
+    left, centre, right = (costs.gather(0, (best + k)[None])[0] for k in (-1, 0, 1))
+    curvature = (left - 2 * centre + right).clamp_min(1e-12)
+    shift = ((left - right) / (2 * curvature)).clamp(-0.5, 0.5)
+    return candidates[best] + shift * step
+
+
+def view_disparity(disparity: torch.Tensor, offset: tuple[int, int], iterations: int = 20,
+                   tolerance: float = 0.05) -> torch.Tensor:
+    """The disparity (H, W) of view ``offset`` = (du, dv) from the reference's ``disparity`` (H, W).
+
+    Target pixel x shows the point the reference shows at x + d_t(x) (dv, du), so d_t(x) = d_ref(x + d_t(x) (dv, du)):
+    a fixed point, found by iteration (nearest sampling keeps depth edges sharp). Where an occluder and what it hides
+    both satisfy it, the larger disparity (nearer, in this convention) wins: the iteration runs from the largest and
+    from the smallest disparity, and the larger of the two results is kept where it is consistent.
+    """
+    du, dv = offset
+    direction = torch.tensor([dv, du], dtype=disparity.dtype, device=disparity.device)[:, None, None]  # (2, 1, 1)
+    grid = pixel_grid(*disparity.shape, device=disparity.device, dtype=disparity.dtype)  # (2, H, W)
+    source = disparity[None, None]  # (1, 1, H, W)
+
+    def lookup(current: torch.Tensor) -> torch.Tensor:  # d_ref(x + d (dv, du)), (H, W)
+        return sample(source, (grid + current[None] * direction)[None], mode="nearest")[0, 0]
+
+    results = []
+    for start in (disparity.max(), disparity.min()):
+        current = torch.full_like(disparity, float(start))
+        for _ in range(iterations):
+            current = lookup(current)
+        results.append(current)
+    near, far = results
+    consistent = (lookup(near) - near).abs() <= tolerance
+    return torch.where(consistent & (near > far), near, far)
+
+
+def disparity_hypotheses(disparity: torch.Tensor, spreads=(4, 12)) -> list[torch.Tensor]:
+    """The estimate, and for each spread s its local maximum and minimum over (2 s + 1)^2 pixels: near depth edges,
+    which the LR views blur, the true disparity is often one of the two sides' (hci-backgammon, 11 views, gain of
+    refsr over flowwarp: +0.33 dB without, +0.45 with s = 4, +0.63 with s = 12)."""
+    hypotheses = [disparity]
+    for spread in spreads:
+        size = 2 * spread + 1
+        hypotheses.append(F.max_pool2d(disparity[None, None], size, stride=1, padding=spread)[0, 0])  # (H, W) near
+        hypotheses.append(-F.max_pool2d(-disparity[None, None], size, stride=1, padding=spread)[0, 0])  # far
+    return hypotheses
+
+
+def view_flow(disparity: torch.Tensor, offset: tuple[int, int]) -> torch.Tensor:
+    """Flow (2, H, W) from view ``offset`` = (du, dv) to the reference, given the reference's ``disparity`` (H, W)."""
+    du, dv = offset
+    direction = torch.tensor([dv, du], dtype=disparity.dtype, device=disparity.device)[:, None, None]  # (2, 1, 1)
+    return view_disparity(disparity, offset)[None] * direction
