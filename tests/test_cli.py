@@ -327,5 +327,6 @@ def test_bench_command_reports_every_stage(tmp_path):
     result = run_cli(["bench", "--size", "64", "--stages-only", "--json", str(out), "-q"])
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
-    assert len(doc["stages"]) == 10 and all(row["gflop"] >= 0 for row in doc["stages"].values())
+    assert len(doc["stages"]) == 12 and all(row["gflop"] >= 0 for row in doc["stages"].values())
+    assert 0 < doc["refsr_seconds_per_view"] < doc["refsr_seconds_per_view_lightfield"]
     assert doc["matmul_gflops_fp32"] > 0 and "GFLOP/s" in result.output
