@@ -124,8 +124,8 @@ class _Tower(nn.Module):
                          dilation=dilation // spacing)
             x = F.relu(norm(x))
             spacing = out_spacing
-        if spacing != stride:
-            x = x[..., :: stride // spacing, :: stride // spacing]
+        if spacing != stride:  # the subsampled grid, made channels-last again for the pointwise matrix product
+            x = x[..., :: stride // spacing, :: stride // spacing].contiguous(memory_format=torch.channels_last)
         return self._pointwise(x)
 
 
