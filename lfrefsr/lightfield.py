@@ -32,7 +32,7 @@ def estimate_disparity(
     scale: int,
     *,
     max_disparity: float = 4.0,
-    step: float = 0.05,
+    step: float = 0.1,
     keep: float = 0.75,
     window: int = 5,
 ) -> torch.Tensor:
@@ -79,7 +79,7 @@ def _subpixel_argmin(costs: torch.Tensor, candidates: torch.Tensor, step: float)
     return candidates[best] + shift * step
 
 
-def view_disparity(disparity: torch.Tensor, offset: tuple[int, int], iterations: int = 20,
+def view_disparity(disparity: torch.Tensor, offset: tuple[int, int], iterations: int = 10,
                    tolerance: float = 0.05) -> torch.Tensor:
     """The disparity (H, W) of view ``offset`` = (du, dv) from the reference's ``disparity`` (H, W).
 
