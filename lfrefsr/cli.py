@@ -120,6 +120,9 @@ precision_option = click.option("--precision", type=click.Choice(["fp32", "bf16"
                                 show_default=True, help="Learned methods: bf16 autocast on CPU or GPU.")
 variant_option = click.option("--variant", type=click.Choice(["default", "paper"]), default=None,
                                help="refsr: the default variant or the paper's configuration (as refsr_paper).")
+lightfield_option = click.option(
+    "--lightfield/--per-view", "lightfield", default=None,
+    help="refsr on light fields: align with the disparity all views share [default], or each view on its own.")
 weights_option = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
                               help="A checkpoint written by `lfrefsr train` instead of the shipped weights.")
 json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
@@ -270,11 +273,12 @@ class _Index(click.ParamType):
 @weights_option
 @precision_option
 @variant_option
+@lightfield_option
 @overwrite_option
 @_verbosity
 @_handle_errors
 def reconstruct(stores, method, ref, reference, views, workers, threads_per_worker, scheduler, device, weights,
-                precision, variant, overwrite):
+                precision, variant, lightfield, overwrite):
     """Super-resolve every non-reference view or frame of STORES, written into each store; reruns resume."""
     from lfrefsr.io.store import Store
     from lfrefsr.pipeline import plan, run_serial
@@ -285,7 +289,7 @@ def reconstruct(stores, method, ref, reference, views, workers, threads_per_work
     opened = [Store.open(path) for path in stores]
     tasks = [task for store in opened
              for task in plan(store, reference_mode=ReferenceMode(reference), ref=ref, views=views or None)]
-    options = _method_options(method[0], weights, precision, variant)
+    options = _method_options(method[0], weights, precision, variant, lightfield)
     from lfrefsr.methods import get_method
 
     for scale in {store.scale for store in opened}:  # fail fast, before any cluster or store change
@@ -320,17 +324,22 @@ def _resolve_device(device: str, remote: bool = False) -> str:
 LEARNED = ("sisr", "refsr", "refsr_paper")
 
 
-def _eval_options(methods: list[str], weights, precision: str = "fp32", variant: str | None = None) -> dict | None:
+def _eval_options(methods: list[str], weights, precision: str = "fp32", variant: str | None = None,
+                  lightfield: bool | None = None) -> dict | None:
     if weights is not None and not any(m in LEARNED for m in methods):
         raise click.BadParameter("none of the methods has weights", param_hint="--weights")
-    if variant is not None and "refsr" not in methods:
-        raise click.BadParameter("--variant applies to refsr, which is not among the methods", param_hint="--variant")
-    return {m: _method_options(m, weights if m in LEARNED else None, precision, variant if m == "refsr" else None)
-            for m in methods}
+    for name, value, hint in (("--variant", variant, "--variant"), ("--lightfield/--per-view", lightfield,
+                                                                    "--lightfield")):
+        if value is not None and "refsr" not in methods:
+            raise click.BadParameter(f"{name} applies to refsr, which is not among the methods", param_hint=hint)
+    return {m: _method_options(m, weights if m in LEARNED else None, precision,
+                               *((variant, lightfield) if m == "refsr" else (None, None))) for m in methods}
 
 
-def _method_options(method: str, weights, precision: str = "fp32", variant: str | None = None) -> dict | None:
-    """--weights (the checkpoint of the method's trained network), --precision for learned methods, --variant."""
+def _method_options(method: str, weights, precision: str = "fp32", variant: str | None = None,
+                    lightfield: bool | None = None) -> dict | None:
+    """--weights (the checkpoint of the method's trained network), --precision for learned methods, --variant and
+    --lightfield/--per-view for refsr."""
     options = {}
     if weights is not None:
         if method == "sisr":
@@ -345,6 +354,10 @@ def _method_options(method: str, weights, precision: str = "fp32", variant: str 
         if method != "refsr":
             raise click.BadParameter(f"method {method!r} has no variants", param_hint="--variant")
         options["variant"] = variant
+    if lightfield is not None:
+        if method != "refsr":
+            raise click.BadParameter(f"method {method!r} has no light-field alignment", param_hint="--lightfield")
+        options["lightfield"] = lightfield
     return options or None
 
 
@@ -385,17 +398,17 @@ methods_option = click.option("--methods", type=METHODS, default="bicubic,flowwa
 @click.argument("src", type=click.Path(path_type=Path))
 @json_option
 @_options(grid_option, origin_option, scale_option, ref_option, methods_option, *pattern_options, device_option,
-          weights_option, precision_option, variant_option)
+          weights_option, precision_option, variant_option, lightfield_option)
 @_verbosity
 @_handle_errors
 def eval_lf(src, json_path, grid, origin, scale, ref, methods, pattern, index_base, device, weights, precision,
-            variant):
+            variant, lightfield):
     """Every non-reference view of the light field SRC, super-resolved from the reference view."""
     from lfrefsr.evaluate import evaluate_lf, table, write_json
 
     result = evaluate_lf(src, methods, grid=grid, origin=origin, scale=scale, ref=ref, pattern=pattern,
                          index_base=index_base, device=device, progress=_progress(),
-                         method_options=_eval_options(methods, weights, precision, variant))
+                         method_options=_eval_options(methods, weights, precision, variant, lightfield))
     write_json(result, json_path)
     click.echo(table(result))
 

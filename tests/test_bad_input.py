@@ -405,6 +405,13 @@ def unknown_refsr_variant(env):
 
 
 @case
+def light_field_alignment_for_a_method_without_it(env):
+    store = env.ingest(env.lf_dir, env.out_dir / "s.zarr")
+    return Setup(["reconstruct", store, "--method", "flowwarp", "--per-view"], "no light-field alignment",
+                 "--lightfield", store, exit_code=2)
+
+
+@case
 def encode_a_result_the_store_lacks(env):
     store = env.ingest(env.lf_dir, env.input_path("s.zarr"))
     out = env.out_dir / "png"

@@ -247,6 +247,18 @@ def test_eval_lf_json(lf_dir, out_dir):
     assert flowwarp["psnr_y"] > bicubic["psnr_y"] and flowwarp["ssim_y"] > bicubic["ssim_y"]
 
 
+def test_eval_lf_refsr_light_field_and_per_view(lf_dir, out_dir):
+    """--per-view turns refsr's shared-disparity alignment off: on the 3x3 test light field the two differ."""
+    psnr = {}
+    for flag in ("--lightfield", "--per-view"):
+        json_path = out_dir / f"{flag[2:]}.json"
+        _ok(run_cli(["eval", "lf", lf_dir, "--json", json_path, "--methods", "refsr", flag, "-q"]))
+        psnr[flag] = json.loads(json_path.read_text())["methods"]["refsr"]["psnr_rgb"]
+    assert np.isfinite(list(psnr.values())).all() and psnr["--lightfield"] != psnr["--per-view"]
+    result = run_cli(["eval", "lf", lf_dir, "--json", out_dir / "x.json", "--methods", "bicubic", "--per-view"])
+    assert result.exit_code == 2 and "applies to refsr" in result.stderr
+
+
 def test_eval_video_json(frames_dir, out_dir):
     json_path = out_dir / "eval.json"
     result = run_cli(["eval", "video", frames_dir, "--json", json_path, "--methods", "bicubic", "-q"])
