@@ -63,6 +63,33 @@ for axis, method in zip(np.atleast_1d(axes), methods):
     image = axis.imshow(grid, cmap="viridis")
     axis.set_title(f"{method}: mean {np.nanmean(grid):.2f} dB"); fig.colorbar(image, ax=axis)
 plt.show()'''),
+    ("md", "The disparity all views share, as refsr estimates it from the LR views and the reference "
+           "(`lfrefsr.lightfield`): each view's flow to the reference is this disparity times its grid offset. "
+           "On backgammon the HCI ground truth (for the centre view, so shifted by 4 grid steps) is beside it."),
+    ("code", '''\
+import torch
+from lfrefsr import protocol
+from lfrefsr.lightfield import estimate_disparity
+ref_index = tuple(store.ref)
+ref = protocol.to_float(store.read("hr", ref_index), store.dtype)
+views = [((u - ref_index[0], v - ref_index[1]), protocol.to_float(store.read("lr", (u, v)), store.dtype))
+         for u, v in store.views() if (u, v) != ref_index]
+with torch.inference_mode():
+    disparity = estimate_disparity(ref, views, store.scale).numpy()
+panels = [("reference (HR)", inspect.to_display(store.read("hr", ref_index))),
+          ("disparity from the LR views (px per grid step)", disparity)]
+truth = DATA / "lightfields" / "hci-backgammon" / "gt_disp_lowres.pfm"
+if store is stores.get("backgammon") and truth.is_file():
+    from lfrefsr.io.flow import read_pfm
+    panels.append(("HCI ground truth, centre view", read_pfm(truth)))
+low, high = np.percentile(disparity, [1, 99])
+fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5))
+for axis, (title, image) in zip(axes, panels):
+    shown = axis.imshow(image, cmap="viridis", vmin=None if image.ndim == 3 else low, vmax=None if image.ndim == 3 else high)
+    axis.set_title(title); axis.axis("off")
+    if image.ndim == 2:
+        fig.colorbar(shown, ax=axis, fraction=0.046)
+plt.show()'''),
     ("code", '''\
 index = tuple(s - 1 for s in store.view_shape)  # the view farthest from the reference
 hr = store.read("hr", index)
