@@ -198,3 +198,15 @@ def test_thin_layers_are_thin_and_their_flow_is_accurate():
     assert _warp_error(ref, target, lf["flow"][3, 3], lf["occlusion"][3, 3]).mean() < MEAN_ERROR_BOUND
     assert torch.equal(LayeredScene(64, 64, seed=2, n_layers=3).render(), LayeredScene(64, 64, seed=2, n_layers=3,
                                                                                           thin=0.0).render())
+
+
+def test_comb_layers_repeat_their_teeth_and_keep_exact_flow():
+    lf = make_lightfield(4, (96, 96), seed=5, thin=1.0, comb=1.0, n_layers=2)
+    scene = lf["scene"]
+    assert (scene.comb_period[1:] > 0).all()
+    plain = LayeredScene(96, 96, seed=5, thin=1.0, n_layers=2)
+    covered = lambda s: [int((s._top((0, 0, 0), s._grid)[0] == k).sum()) for k in (1, 2)]  # noqa: E731
+    assert sum(covered(scene)) > sum(covered(plain))  # many teeth cover more than one
+    ref, target = scene.render(0, 0, 0), scene.render(0, 3, 3)
+    assert _warp_error(ref, target, lf["flow"][3, 3], lf["occlusion"][3, 3]).mean() < MEAN_ERROR_BOUND
+    assert torch.equal(plain.render(), LayeredScene(96, 96, seed=5, thin=1.0, n_layers=2, comb=0.0).render())

@@ -42,13 +42,15 @@ class LayeredScene:
     (0 = fronto-parallel layers). ``repeat``: probability that a layer's texture is a periodic tiling of a small photo
     crop (repeated patterns, as on real boards, fabrics and facades). ``thin``: probability that a foreground layer is
     a thin bar or wedge, 1.5..5 px across and 0.2..0.5 of the shorter side long (wires, branches, fences, the HCI
-    stratified scenes), where flow and occlusion are hardest. All three draw from their own random stream, so a scene
-    with ``slant=0, repeat=0, thin=0`` is the same as before they existed.
+    stratified scenes), where flow and occlusion are hardest. ``comb``: probability that a thin layer is a comb, 4..12
+    parallel teeth of that shape (hci-backgammon's periodic wedges, where a match can land on the wrong tooth). All
+    four draw from their own random streams, so a scene with ``slant=0, repeat=0, thin=0, comb=0`` is the same as
+    before they existed.
     """
 
     def __init__(self, height, width, *, photos=None, n_layers=None, max_disparity=3.0, motion=0.0,
                  brightness=0.0, integer_disparity=False, seed=0, origin=(0, 0), slant=0.0, repeat=0.0,
-                 thin=0.0):  # fmt: skip
+                 thin=0.0, comb=0.0):  # fmt: skip
         rng = np.random.default_rng(seed)
         if photos is None or isinstance(photos, (str, Path)):
             photos = load_photos(photos)
@@ -102,6 +104,14 @@ class LayeredScene:
                 self.semi_axes[i] = torch.tensor([extra.uniform(0.2, 0.5) * short, extra.uniform(1.5, 5.0)])
                 self.exponent[i] = np.inf
                 self.wedge[i] = bool(extra.random() < 0.5)
+        # combs: thin layers repeated across their width with a period, over a limited extent (0 = not a comb)
+        teeth = np.random.default_rng([self.seed, 2])
+        self.comb_period = torch.zeros(count, dtype=torch.float64)  # (L,) texture pixels between teeth
+        self.comb_extent = torch.zeros(count, dtype=torch.float64)  # (L,) half-width of the whole comb
+        for i in range(1, count):
+            if self.semi_axes[i, 1] <= 5.0 and teeth.random() < comb:  # thin layers only
+                self.comb_period[i] = float(self.semi_axes[i, 1]) * teeth.uniform(2.5, 6.0)
+                self.comb_extent[i] = self.comb_period[i] * int(teeth.integers(4, 13)) / 2
 
     # ----------------------------------------------------------------------------------------------- geometry
     def _pose(self, view: View) -> tuple[torch.Tensor, torch.Tensor]:
@@ -125,12 +135,17 @@ class LayeredScene:
         cos, sin = torch.cos(self.orientation)[:, None, None], torch.sin(self.orientation)[:, None, None]  # (L,1,1)
         signed = (cos * coords[:, 0] + sin * coords[:, 1]) / self.semi_axes[:, 0, None, None]  # (L, H, W)
         along = signed.abs()
-        across = (-sin * coords[:, 0] + cos * coords[:, 1]).abs() / self.semi_axes[:, 1, None, None]
+        sideways = -sin * coords[:, 0] + cos * coords[:, 1]  # (L, H, W) texture pixels across the shape
+        period = self.comb_period[:, None, None]  # (L, 1, 1)
+        tooth = torch.remainder(sideways + period / 2, period.clamp_min(1e-9)) - period / 2  # within the nearest tooth
+        outside_comb = (period > 0) & (sideways.abs() > self.comb_extent[:, None, None])
+        across = torch.where(period > 0, tooth, sideways).abs() / self.semi_axes[:, 1, None, None]
         # a wedge narrows linearly from the full width at along = +1 to nothing at along = -1
         across = torch.where(self.wedge[:, None, None], across * 2 / (1 + signed).clamp_min(1e-9), across)
         power = self.exponent[:, None, None]  # (L, 1, 1)
         curve = along ** power.clamp(max=1e3) + across ** power.clamp(max=1e3) <= 1.0
         inside = torch.where(torch.isinf(power), torch.maximum(along, across) <= 1.0, curve)  # (L, H, W)
+        inside &= ~outside_comb
         inside[0] = True  # the background covers everything
         return inside
 

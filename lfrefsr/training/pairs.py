@@ -30,6 +30,7 @@ class PairConfig:
     slant: float = 0.0  # light field: per-layer disparity change across the crop, pixels per grid step
     repeat: float = 0.0  # probability of a periodic (tiled) layer texture
     thin: float = 0.0  # probability that a foreground layer is a thin bar or wedge
+    comb: float = 0.0  # probability that a thin layer is a comb of parallel teeth
     photos: tuple = ("skimage",)
     extra: dict = field(default_factory=dict)
 
@@ -65,7 +66,7 @@ def sample_pair(rng: np.random.Generator, photos: list[torch.Tensor], cfg: PairC
     scene = LayeredScene(
         full, full, photos=photos, max_disparity=cfg.max_disparity if lightfield else 0.0,
         motion=0.0 if lightfield else cfg.motion, brightness=cfg.brightness, seed=int(rng.integers(2**31)),
-        slant=cfg.slant if lightfield else 0.0, repeat=cfg.repeat, thin=cfg.thin,
+        slant=cfg.slant if lightfield else 0.0, repeat=cfg.repeat, thin=cfg.thin, comb=cfg.comb,
     )
     if lightfield:
         ref_view = (0, *rng.integers(0, cfg.grid, 2))
