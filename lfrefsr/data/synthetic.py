@@ -41,7 +41,7 @@ class LayeredScene:
     disparity changes by up to this much (pixels per grid step) across the shorter image side, in a random direction
     (0 = fronto-parallel layers). ``repeat``: probability that a layer's texture is a periodic tiling of a small photo
     crop (repeated patterns, as on real boards, fabrics and facades). ``thin``: probability that a foreground layer is
-    a thin bar or wedge, 1.5..5 px across and 0.2..0.5 of the shorter side long (wires, branches, fences, the HCI
+    a thin bar or wedge, 3..10 px across and 0.4..1.0 of the shorter side long (wires, branches, fences, the HCI
     stratified scenes), where flow and occlusion are hardest. ``comb``: probability that a thin layer is a comb, 4..12
     parallel teeth of that shape (hci-backgammon's periodic wedges, where a match can land on the wrong tooth). All
     four draw from their own random streams, so a scene with ``slant=0, repeat=0, thin=0, comb=0`` is the same as
