@@ -8,9 +8,11 @@ views are, with every LR view shifted along its baseline, and keeps the best ``k
 so that views where the point is occluded do not vote. Each target view then gets its own disparity map by a
 fixed-point iteration (``view_disparity``), and from it the flow to the reference (``view_flow``).
 
-On hci-backgammon this map is accurate to 0.08 px per grid step at the median, but it misses structures thinner than
-an LR pixel (the LR views cannot show them), so refsr uses it as a second candidate beside the per-view DIS flow and
-keeps, per LR pixel, whichever warp agrees better with the LR view (``lfrefsr.methods.flowwarp.select_flow``).
+On hci-backgammon this map is accurate to about 0.08 px per grid step at the median, but it blurs depth edges and
+misses structures thinner than an LR pixel (the LR views cannot show them). So refsr turns it, and its local maxima
+and minima near edges (``disparity_hypotheses``), into candidate flows beside the per-view DIS flow and keeps, per LR
+pixel, whichever warp agrees best with the LR view (``lfrefsr.methods.flowwarp.select_flow``). The sweep is not tiled:
+at 4096x4096 views its working set (views at twice the LR resolution, one cost plane per candidate) is about 2 GB.
 """
 
 from __future__ import annotations
