@@ -12,7 +12,8 @@ On hci-backgammon this map is accurate to about 0.08 px per grid step at the med
 misses structures thinner than an LR pixel (the LR views cannot show them). So refsr turns it, and its local maxima
 and minima near edges (``disparity_hypotheses``), into candidate flows beside the per-view DIS flow and keeps, per LR
 pixel, whichever warp agrees best with the LR view (``lfrefsr.methods.flowwarp.select_flow``). The sweep is not tiled:
-at 4096x4096 views its working set (views at twice the LR resolution, one cost plane per candidate) is about 2 GB.
+at 4096x4096 views its working set (views at twice the LR resolution, their shifted copies, one cost plane per
+candidate) is 2-3 GB by count, not measured.
 """
 
 from __future__ import annotations
