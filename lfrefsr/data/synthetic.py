@@ -99,8 +99,10 @@ class LayeredScene:
             if extra.random() < repeat:
                 self.textures[i] = _tiled_texture(photos[extra.integers(len(photos))], canvas, extra)
         self.wedge = torch.zeros(count, dtype=torch.bool)  # (L,): a triangle, full width at one end, a point at the other
+        thin_layers = []
         for i in range(1, count):  # foreground layers only
             if extra.random() < thin:
+                thin_layers.append(i)
                 self.semi_axes[i] = torch.tensor([extra.uniform(0.2, 0.5) * short, extra.uniform(1.5, 5.0)])
                 self.exponent[i] = np.inf
                 self.wedge[i] = bool(extra.random() < 0.5)
@@ -108,8 +110,8 @@ class LayeredScene:
         teeth = np.random.default_rng([self.seed, 2])
         self.comb_period = torch.zeros(count, dtype=torch.float64)  # (L,) texture pixels between teeth
         self.comb_extent = torch.zeros(count, dtype=torch.float64)  # (L,) half-width of the whole comb
-        for i in range(1, count):
-            if self.semi_axes[i, 1] <= 5.0 and teeth.random() < comb:  # thin layers only
+        for i in thin_layers:
+            if teeth.random() < comb:
                 self.comb_period[i] = float(self.semi_axes[i, 1]) * teeth.uniform(2.5, 6.0)
                 self.comb_extent[i] = self.comb_period[i] * int(teeth.integers(4, 13)) / 2
 
