@@ -94,12 +94,10 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
     from lfrefsr import protocol
     from lfrefsr.correspondence.engine import match
     from lfrefsr.correspondence.matchers import CCNetMatcher
-    from lfrefsr.data.synthetic import make_video
-    from lfrefsr.methods.flowwarp import FlowWarp, back_project
-    from lfrefsr.data.synthetic import LayeredScene
+    from lfrefsr.data.synthetic import LayeredScene, make_video
     from lfrefsr.lightfield import disparity_hypotheses, estimate_disparity, view_flow
-    from lfrefsr.methods.flowwarp import select_flow
-    from lfrefsr.methods.refsr import EDGE_SPREADS, flow_guide
+    from lfrefsr.methods.flowwarp import FlowWarp, back_project, select_flow
+    from lfrefsr.methods.refsr import flow_guide
     from lfrefsr.synthesis import synthesize, synthesize_image
 
     scale = 8
@@ -142,7 +140,7 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
     lf_dis = flowwarp.align(lf_lr, flowwarp.prepare(lf_ref))["flow"]  # (1, 2, H, W)
 
     def lf_disparity():
-        state["hypotheses"] = disparity_hypotheses(estimate_disparity(lf_ref, lf_views, scale), EDGE_SPREADS)
+        state["hypotheses"] = disparity_hypotheses(estimate_disparity(lf_ref, lf_views, scale))
 
     def lf_candidates():
         flows = [view_flow(d, lf_target)[None] for d in state["hypotheses"]]  # each (1, 2, H, W)

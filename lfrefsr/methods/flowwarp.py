@@ -62,6 +62,12 @@ def back_project(sr: torch.Tensor, lr: torch.Tensor, scale: int, iterations: int
     return sr.clamp(0.0, 1.0)
 
 
+def lr_disagreement(warped: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Tensor:
+    """How far a warped reference (N, 3, H, W), degraded by the protocol, is from the LR view (N, 3, h, w): the mean
+    absolute difference over colours, (N, 1, h, w). The trust map and the flow selection both judge warps by it."""
+    return (protocol.downsample(warped, scale) - lr).abs().mean(dim=1, keepdim=True)
+
+
 def select_flow(ref: torch.Tensor, lr: torch.Tensor, scale: int, flows: list[torch.Tensor], window: int = 3
                 ) -> torch.Tensor:
     """Per LR pixel, the flow whose warp of ``ref`` (1, 3, H, W) agrees best with ``lr`` (1, 3, h, w) over its
@@ -69,7 +75,7 @@ def select_flow(ref: torch.Tensor, lr: torch.Tensor, scale: int, flows: list[tor
     flows: each (1, 2, H, W)."""
     errors = []
     for flow in flows:
-        disagreement = (protocol.downsample(warp(ref, flow), scale) - lr).abs().mean(dim=1, keepdim=True)  # (1,1,h,w)
+        disagreement = lr_disagreement(warp(ref, flow), lr, scale)  # (1, 1, h, w)
         errors.append(F.avg_pool2d(disagreement, window, stride=1, padding=window // 2, count_include_pad=False))
     best = torch.cat(errors, dim=1).argmin(dim=1)  # (1, h, w) index of the best flow
     choice = F.one_hot(best, len(flows)).permute(0, 3, 1, 2).to(ref.dtype)  # (1, K, h, w)
@@ -124,7 +130,7 @@ class FlowWarp(Method):
         warped = warp(ref[None], flow)  # (1, 3, H, W)
 
         # Trust: agreement of the raw warp with the LR target, measured at LR scale and brought back up.
-        disagreement = (protocol.downsample(warped, self.scale) - lr).abs().mean(dim=1, keepdim=True)  # (1, 1, h, w)
+        disagreement = lr_disagreement(warped, lr, self.scale)  # (1, 1, h, w)
         weight = torch.exp(-((disagreement / self.tolerance) ** 2))
         weight = F.interpolate(weight, size=up.shape[-2:], mode="bilinear", align_corners=False)
         weight = weight * (~out_of_bounds(flow, ref.shape[-2:])).float()[:, None]  # (1, 1, H, W)

@@ -10,8 +10,8 @@ Variants:
              hci-backgammon and both Sintel folders; initialising DIS with them lowered backgammon by 0.3 dB
              (see the issue note). CC-Net remains the paper variant's correspondence. In a light field run through
              the pipeline (``lightfield=True``), the reference's disparity is first estimated from all LR views at
-             once (``lfrefsr.lightfield``), and each view keeps, per LR pixel, the better of its DIS flow and the
-             flow that disparity gives.
+             once (``lfrefsr.lightfield``), and each view keeps, per LR pixel, the best of its DIS flow and the
+             flows that disparity and its local extremes near depth edges give.
     paper    (``refsr_paper``, or ``variant="paper"``) the paper's design: CC-Net matches with a full 2-D search,
              one displacement per patch from its centre's match (``shift``), 8x8 LR patches every LR pixel
              (``stride=1``), mask-weighted blending; its own SS-Net (``hr_in_channels=3``, weights ``ssnet_paper``).
@@ -34,10 +34,6 @@ VARIANTS = {
               "back_project": 0, "lightfield": False},
 }
 NETWORK = {"flow": "ssnet", "ccnet": "ssnet_paper"}  # shipped SS-Net weights per alignment
-# disparity hypotheses beside the estimate: its local max and min over these half-widths (HR px). Chosen on three
-# synthetic 8x8 light fields and 11 hci-backgammon views; gain of refsr over flowwarp there (dB, selection window 3):
-# no hypotheses +0.32 / +0.33, (12,) +2.05 / +0.63, (4, 12) +2.26 / +0.65
-EDGE_SPREADS = (4, 12)
 
 
 def flow_guide(aligned: dict) -> torch.Tensor:
@@ -70,9 +66,8 @@ class RefSR(Method):
         self.variant, self.alignment = variant, chosen["alignment"]
         self.stride, self.blend, self.ref_patches = chosen["stride"], chosen["blend"], chosen["ref_patches"]
         self.epipolar, self.back_project = bool(chosen["epipolar"]), int(chosen["back_project"])
-        self.lightfield = bool(chosen["lightfield"]) and self.alignment == "flow"
-        self.uses_views = self.lightfield  # the pipeline reads a light field's LR views only for this
-        self.edge_spreads = EDGE_SPREADS
+        # the shared disparity needs the light field's LR views: the pipeline reads them only when this is set
+        self.uses_views = bool(chosen["lightfield"]) and self.alignment == "flow"
         self.precision, self.batch, self.tile = precision, batch, tile
         self.sisr, _ = load_network("sisr", sisr_weights, device=str(self.device))
         self.ssnet, _ = load_network("ssnet", ssnet_weights, device=str(self.device),
@@ -104,9 +99,8 @@ class RefSR(Method):
             return {"ref": ref, "features": self.matcher.prepare(ref)}
         context = self.flowwarp.prepare(ref)
         grid_views = [(hint.grid_offset, lr.to(self.device)) for hint, lr in views or () if hint.grid_offset]
-        if self.lightfield and len(grid_views) >= MIN_VIEWS:
-            disparity = estimate_disparity(ref, grid_views, self.scale)  # (H, W)
-            context["disparity"] = disparity_hypotheses(disparity, self.edge_spreads)
+        if self.uses_views and len(grid_views) >= MIN_VIEWS:
+            context["disparity"] = disparity_hypotheses(estimate_disparity(ref, grid_views, self.scale))  # [(H, W)]
         return context
 
     def direction(self, hint: ViewHint | None):
