@@ -155,11 +155,13 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
     def target_features():
         state["target"] = matcher.target_features(lr[0])
 
-    def matching():
-        state["matches"] = match(state["target"], state["ref"], stride=scale, search_range=100)
+    def matching():  # with the matcher's aggregation, as eval match and refsr_paper run it
+        state["matches"] = match(state["target"], state["ref"], stride=scale, search_range=100,
+                                 aggregate=matcher.aggregate, candidates=matcher.candidates)
 
     def matching_epipolar():
-        match(state["target"], state["ref"], stride=scale, search_range=100, direction=(1.0, 1.0))
+        match(state["target"], state["ref"], stride=scale, search_range=100, direction=(1.0, 1.0),
+              aggregate=matcher.aggregate)
 
     def sisr_output():
         with autocast():
@@ -178,8 +180,9 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
               ("refsr, light field: per-view flows + selection", lf_candidates),
               ("paper: ccnet reference features (once per reference)", ref_features),
               ("paper: ccnet target features (centre grid)", target_features),
-              ("paper: matching, 2-D search +-100", matching),
-              ("paper: matching, epipolar +-100", matching_epipolar),
+              (f"paper: matching, 2-D search +-100, aggregated {matcher.aggregate}x{matcher.aggregate}", matching),
+              (f"paper: matching, epipolar +-100, aggregated {matcher.aggregate}x{matcher.aggregate}",
+               matching_epipolar),
               ("paper: sisr x8 output (residual base)", sisr_output),
               ("paper: ss-net patches + blending (stride 8)", ssnet_patches)]
     results = {"size": size, "device": device, "precision": precision, "threads": torch.get_num_threads(),

@@ -77,6 +77,12 @@ def _scale_check(ctx, param, value):
     return value
 
 
+def _odd(ctx, param, value):
+    if value is not None and value % 2 == 0:
+        raise click.BadParameter(f"must be odd (a window centred on the centre), got {value}")
+    return value
+
+
 def _device_check(ctx, param, value):
     return _resolve_device(value)
 
@@ -438,18 +444,21 @@ def eval_video(src, json_path, scale, methods, device, weights, precision, varia
               help="Search +-R HR pixels around each centre.")
 @click.option("--methods", type=MATCHERS, default="ccnet,zncc,zncc_blurry,gradient", show_default=True,
               help="Comma-separated matchers.")
+@click.option("--aggregate", type=click.IntRange(min=1), default=None, callback=_odd,
+              help="CC-Net: average scores over KxK neighbouring centres per displacement (odd; 1 = the paper's "
+                   "per-centre argmax)  [default: 7]", metavar="K")
 @weights_option
 @device_option
 @precision_option
 @_verbosity
 @_handle_errors
-def eval_match(pair_dirs, json_path, scale, search_range, methods, weights, device, precision):
+def eval_match(pair_dirs, json_path, scale, search_range, methods, aggregate, weights, device, precision):
     """Cross-scale matching accuracy on PAIR_DIRS (pair folders, or folders of them), pooled and per pair."""
     from lfrefsr.correspondence.evaluate import evaluate_match, table
     from lfrefsr.evaluate import write_json
 
     result = evaluate_match(pair_dirs, methods, scale=scale, search_range=search_range, weights=weights,
-                            device=device, precision=precision, progress=_progress())
+                            device=device, precision=precision, aggregate=aggregate, progress=_progress())
     write_json(result, json_path)
     click.echo(table(result))
 

@@ -23,6 +23,49 @@ def test_engine_argmax_equals_brute_force(block, with_bias):
     assert found.flow.abs().max() <= 13
 
 
+def _noisy_shifted_grid(seed: int, noise: float):
+    """Target centre features = the reference's at a constant displacement (+3, -2), plus noise strong enough that
+    single centres go astray."""
+    torch.manual_seed(seed)
+    ref = F.normalize(torch.randn(6, 64, 72), dim=0)  # unit features: the true position scores highest
+    target = ref[:, 0 - 2 + 8 : 64 - 2 : 8, 3 : 72 : 8][:, :7, :8].clone()  # centre (m, n) -> (8n + 3, 8m + 6)
+    ref = ref[:, 8:, :]  # re-origin: centre (m, n) -> (8n + 3, 8m - 2)
+    return target + noise * torch.randn_like(target), ref
+
+
+@pytest.mark.parametrize("aggregate", [3, 5])
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_aggregated_engine_equals_brute_force(aggregate, with_bias):
+    target, ref = _noisy_shifted_grid(aggregate, noise=0.25)
+    bias = 0.1 * torch.randn(ref.shape[1:]) if with_bias else None
+    found = match(target, ref, stride=8, search_range=9, block=3, aggregate=aggregate, ref_bias=bias)
+    expected = brute_force(target, ref, stride=8, search_range=9, aggregate=aggregate, ref_bias=bias)
+    # row 0's true matches lie above the reference: there every score is noise, and the aggregated best of pure
+    # noise need not be among the candidates, which is the two-pass search's one approximation
+    torch.testing.assert_close(found.position[:, 1:], expected[:, 1:])
+    single = brute_force(target, ref, stride=8, search_range=9, ref_bias=bias)
+    assert (single[:, 1:] != expected[:, 1:]).any(0).sum() >= 10  # aggregation changes many matches here
+
+
+def test_aggregation_outvotes_a_periodic_confusion():
+    target, ref = _noisy_shifted_grid(0, noise=0.0)
+    true_flow = torch.tensor([3.0, -2.0])
+    target[:, 3, 4] = ref[:, 3 * 8 - 2 + 5, 4 * 8 + 3 + 4]  # one centre looks like a copy 4 px right, 5 px down
+    single = match(target, ref, stride=8, search_range=9)
+    torch.testing.assert_close(single.flow[:, 3, 4], true_flow + torch.tensor([4.0, 5.0]))
+    for direction in (None, (3.0, -2.0)):
+        if direction is not None:  # epipolar: the wrong copy on the line through the truth, one step further
+            target[:, 3, 4] = ref[:, 3 * 8 - 2 - 2, 4 * 8 + 3 + 3]
+        voted = match(target, ref, stride=8, search_range=9, aggregate=3, direction=direction)
+        inner = voted.flow[:, 1:-1, 1:-1].reshape(2, -1)
+        torch.testing.assert_close(inner, true_flow[:, None].expand_as(inner))
+
+
+def test_aggregate_must_be_odd():
+    with pytest.raises(ValueError, match="odd"):
+        match(torch.randn(4, 3, 3), torch.randn(4, 24, 24), stride=8, search_range=5, aggregate=4)
+
+
 def test_subpixel_refinement_finds_a_half_pixel_shift():
     # a smooth reference and features equal to the reference shifted by half a pixel
     ys, xs = torch.meshgrid(torch.arange(40.0), torch.arange(40.0), indexing="ij")
@@ -94,6 +137,23 @@ def test_eval_match_json(tmp_path):
         assert doc["methods"][name]["n"] > 50
         values = [acc[str(t)] for t in range(7)]
         assert values == sorted(values) and values[-1] > 50  # monotone in the threshold, and it finds matches
+
+
+def test_eval_match_aggregate_option(tmp_path):
+    from conftest import run_cli
+
+    _write_pair(tmp_path / "p", seed=3)
+    runs = {}
+    for size in ("1", "3"):
+        out = tmp_path / f"m{size}.json"
+        result = run_cli(["eval", "match", str(tmp_path / "p"), "--json", str(out), "--methods", "ccnet",
+                          "--search-range", "12", "--aggregate", size, "-q"])
+        assert result.exit_code == 0, result.output
+        runs[size] = json.loads(out.read_text())["methods"]["ccnet"]
+        assert runs[size]["aggregate"] == int(size)
+    assert runs["1"]["n"] == runs["3"]["n"] and runs["1"]["acc"] != runs["3"]["acc"]
+    bad = run_cli(["eval", "match", str(tmp_path / "p"), "--json", str(tmp_path / "x.json"), "--aggregate", "4"])
+    assert bad.exit_code == 2 and "odd" in bad.output and not (tmp_path / "x.json").exists()
 
 
 def test_eval_match_malformed_flow_is_one_line(tmp_path):

@@ -72,13 +72,19 @@ def score_matches(position: torch.Tensor, pair: dict, scale: int, search_range: 
 
 
 def evaluate_match(pair_dirs, methods, *, scale=8, search_range=100, weights=None, device="cpu",
-                   precision="fp32", progress=True) -> dict:
+                   precision="fp32", aggregate: int | None = None, progress=True) -> dict:
+    """``aggregate``: CC-Net's aggregation size (None: the matcher's default; 1: the paper's per-centre argmax);
+    the baselines never aggregate, as in the paper's Table 2."""
     folders = pair_folders(pair_dirs)
     pairs = {folder: load_pair(folder, scale) for folder in folders}
     result = {"kind": "match", "scale": scale, "search_range": search_range, "precision": precision,
               "pairs": [str(f) for f in folders], "methods": {}}
     for name in methods:
-        options = {"weights": weights, "precision": precision} if name == "ccnet" else {}
+        options = {}
+        if name == "ccnet":
+            options = {"weights": weights, "precision": precision}
+            if aggregate is not None:
+                options["aggregate"] = aggregate
         matcher = get_matcher(name, scale=scale, search_range=search_range, device=device, **options)
         total = {"n": 0, "hits": {t: 0 for t in THRESHOLDS}}
         per_pair, started = {}, time.perf_counter()
@@ -91,7 +97,7 @@ def evaluate_match(pair_dirs, methods, *, scale=8, search_range=100, weights=Non
                 total["hits"][t] += scores["hits"][t]
             per_pair[folder.name] = _accuracy(scores)
         result["methods"][name] = {**_accuracy(total), "seconds": time.perf_counter() - started,
-                                   "per_pair": per_pair}
+                                   "aggregate": getattr(matcher, "aggregate", 1), "per_pair": per_pair}
     return result
 
 

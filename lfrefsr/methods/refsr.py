@@ -29,9 +29,10 @@ from lfrefsr.models.ssnet import GUIDE_CHANNELS
 
 VARIANTS = {
     "default": {"alignment": "flow", "stride": None, "blend": None, "ref_patches": None, "epipolar": False,
-                "back_project": 10, "lightfield": True},
+                "back_project": 10, "lightfield": True, "aggregate": None},
+    # the paper's matching: each centre's own best inner product (no aggregation over neighbouring centres)
     "paper": {"alignment": "ccnet", "stride": 1, "blend": "mask", "ref_patches": "shift", "epipolar": False,
-              "back_project": 0, "lightfield": False},
+              "back_project": 0, "lightfield": False, "aggregate": 1},
 }
 NETWORK = {"flow": "ssnet", "ccnet": "ssnet_paper"}  # shipped SS-Net weights per alignment
 
@@ -50,7 +51,8 @@ class RefSR(Method):
 
     def __init__(self, scale: int = 8, device="cpu", *, variant: str | None = None, stride: int | None = None,
                  blend: str | None = None, ref_patches: str | None = None, epipolar: bool | None = None,
-                 back_project: int | None = None, lightfield: bool | None = None, search_range: int = 100,
+                 back_project: int | None = None, lightfield: bool | None = None, aggregate: int | None = None,
+                 search_range: int = 100,
                  ccnet_weights=None, sisr_weights=None, ssnet_weights=None, precision: str = "fp32", batch: int = 64,
                  tile: int | None = 64):
         super().__init__(scale, device)
@@ -61,7 +63,7 @@ class RefSR(Method):
         if variant not in VARIANTS:
             raise LfrefsrError(f"refsr variant is one of {sorted(VARIANTS)}, not {variant!r}")
         given = {"stride": stride, "blend": blend, "ref_patches": ref_patches, "epipolar": epipolar,
-                 "back_project": back_project, "lightfield": lightfield}
+                 "back_project": back_project, "lightfield": lightfield, "aggregate": aggregate}
         chosen = {**VARIANTS[variant], **{k: v for k, v in given.items() if v is not None}}
         self.variant, self.alignment = variant, chosen["alignment"]
         self.stride, self.blend, self.ref_patches = chosen["stride"], chosen["blend"], chosen["ref_patches"]
@@ -79,7 +81,8 @@ class RefSR(Method):
             from lfrefsr.correspondence.matchers import get_matcher
 
             self.matcher = get_matcher("ccnet", scale=scale, search_range=search_range, device=str(self.device),
-                                       weights=ccnet_weights, precision=precision)
+                                       weights=ccnet_weights, precision=precision,
+                                       **({} if chosen["aggregate"] is None else {"aggregate": chosen["aggregate"]}))
             wanted = 3
         if getattr(self.ssnet, "hr_in_channels", 3) != wanted:
             raise LfrefsrError(f"the SS-Net weights take {self.ssnet.hr_in_channels} HR channels; the {variant} "
