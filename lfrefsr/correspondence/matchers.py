@@ -70,7 +70,7 @@ class CCNetMatcher(Matcher):
     DEFAULT_AGGREGATE: ClassVar[int] = 7
 
     def __init__(self, *, weights: str | Path | None = None, precision: str = "fp32", block: int = 8,
-                 strip: int = 256, aggregate: int = DEFAULT_AGGREGATE, candidates: int = 2, **kwargs):
+                 strip: int = 256, aggregate: int = DEFAULT_AGGREGATE, candidates: int = 1, **kwargs):
         super().__init__(**kwargs)
         if aggregate < 1 or aggregate % 2 == 0:
             raise LfrefsrError(f"aggregate must be an odd number >= 1, got {aggregate}")
