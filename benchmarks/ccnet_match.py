@@ -52,7 +52,9 @@ def run(size: int, precision: str, search_range: int, weights, content: str = "s
     from lfrefsr import protocol
     from lfrefsr.correspondence.matchers import get_matcher
     from lfrefsr.data.synthetic import LayeredScene
+    from lfrefsr.runtime import keep_freed_memory
 
+    keep_freed_memory()  # as the CLI runs it
     torch.manual_seed(0)
     matcher = get_matcher("ccnet", scale=8, search_range=search_range, precision=precision, weights=weights)
     if content == "noise":

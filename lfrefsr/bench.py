@@ -93,6 +93,9 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
               grid: int = 8, echo=print) -> dict:
     from lfrefsr import protocol
     from lfrefsr.correspondence.engine import match
+    from lfrefsr.runtime import keep_freed_memory
+
+    keep_freed_memory()
     from lfrefsr.correspondence.matchers import CCNetMatcher
     from lfrefsr.data.synthetic import LayeredScene, make_video
     from lfrefsr.lightfield import disparity_hypotheses, estimate_disparity, view_flow

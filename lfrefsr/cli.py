@@ -180,6 +180,9 @@ def _handle_errors(command):
 @_verbosity
 def cli():
     """Reference-based super-resolution (RefSR-Net) for light fields and hybrid video."""
+    from lfrefsr.runtime import keep_freed_memory
+
+    keep_freed_memory()
     if not log.handlers:  # our own logger only: libraries (dask, ...) keep their own settings
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))

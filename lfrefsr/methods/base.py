@@ -31,6 +31,9 @@ class Method:
     uses_views: ClassVar[bool] = False  # prepare(ref, views=[(hint, lr), ...]): the LR views sharing the reference
 
     def __init__(self, scale: int = 8, device: str | torch.device = "cpu", **options: Any):
+        from lfrefsr.runtime import keep_freed_memory
+
+        keep_freed_memory()  # large activations reuse freed memory instead of page-faulting fresh mmap pages
         self.scale = int(scale)
         self.device = torch.device(device)
         if options:
