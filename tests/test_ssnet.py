@@ -177,3 +177,13 @@ def test_tiled_whole_image_synthesis_equals_one_piece(scale):
     assert (tiled - whole).abs().max() <= 1e-5 and (tiled_mask - whole_mask).abs().max() <= 1e-5
     too_small, _ = synthesize_image(net, *args, scale=scale, tile=8, halo=1)
     assert (too_small - whole).abs().max() > 1e-3  # the halo is what makes tiles exact
+
+
+def test_conv_pair_equals_the_convolution_of_the_concatenation():
+    import torch.nn as nn
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(12, 5, 3, padding=1)
+    first, second = torch.randn(2, 7, 9, 11), torch.randn(2, 5, 9, 11)
+    torch.testing.assert_close(SSNet._conv_pair(conv, first, second), conv(torch.cat([first, second], 1)),
+                               rtol=1e-5, atol=1e-5)
