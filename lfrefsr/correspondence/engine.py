@@ -157,7 +157,7 @@ def _row_maxima(scores, *, y0: int, x0: int, rows: tuple[int, int], cols: tuple[
     outside_x = (torch.arange(x0, x0 + w, device=device)[:, None] - cx[None]).abs() > radius  # (w, bw)
     outside_y = (torch.arange(y0, y0 + h, device=device)[:, None] - cy[None]).abs() > radius  # (h, bh)
     penalty = torch.zeros(w, n1 - n0, dtype=scores.dtype, device=device).masked_fill(outside_x, float("-inf"))
-    best, column = (scores + penalty[None, :, None, :]).max(dim=1)  # (h, bh, bw)
+    best, column = scores.add_(penalty[None, :, None, :]).max(dim=1)  # (h, bh, bw); in place: the block is ours
     return best.float().masked_fill(outside_y[:, :, None], float("-inf")), column
 
 
