@@ -74,9 +74,13 @@ def _block_scores(target, ref, *, stride: int, radius: int, ref_bias, block: int
             if y0 >= y1 or x0 >= x1:
                 continue
             feats = target[:, m0:m1, n0:n1].reshape(channels, -1)  # (C, bh*bw)
-            # one product per window row, straight from the strided window: matmul would first copy the window
-            # into a contiguous (h*w, C) matrix (at 512x512: 13.0 ms per block against 8.6 ms, the same scores)
-            scores = torch.bmm(ref_hwc[y0:y1, x0:x1], feats.expand(y1 - y0, -1, -1))  # (h, w, bh*bw)
+            window = ref_hwc[y0:y1, x0:x1]  # (h, w, C), rows strided
+            if window.dtype == torch.float32:  # one product per window row, no copy of the window
+                scores = torch.bmm(window, feats.expand(y1 - y0, -1, -1))  # (h, w, bh*bw)
+            else:  # bfloat16: an explicit copy, then one product
+                scores = torch.matmul(window.contiguous(), feats)  # (h, w, bh*bw)
+            # per 8x8 block at 512x512 on this CPU: float32 bmm 8.4 ms, matmul 12.7 ms (it copies the window
+            # itself, slowly); bfloat16 copy + matmul 2.6 ms, bmm 3.2 ms, matmul 4.7 ms. The same scores.
             if ref_bias is not None:
                 scores = scores + ref_bias[y0:y1, x0:x1, None].to(scores.dtype)
             yield m0, m1, n0, n1, y0, x0, scores.view(y1 - y0, x1 - x0, m1 - m0, n1 - n0)
@@ -123,10 +127,10 @@ def match(
     for m0, m1, n0, n1, y0, x0, scores in _block_scores(target, ref, stride=stride, radius=radius,
                                                          ref_bias=ref_bias, block=block):
         y1, x1 = y0 + scores.shape[0], x0 + scores.shape[1]
-        row_best, row_x = _row_maxima(scores, y0=y0, x0=x0, rows=(m0, m1), cols=(n0, n1), stride=stride,
-                                      radius=radius)  # (h, bh, bw) each
+        row_best = _row_maxima(scores, y0=y0, x0=x0, rows=(m0, m1), cols=(n0, n1), stride=stride,
+                               radius=radius)  # (h, bh, bw)
         best, iy = row_best.max(dim=0)  # (bh, bw)
-        ix = row_x.gather(0, iy[None])[0]  # (bh, bw), relative to x0
+        ix = _columns_at(scores, iy[None])[0]  # (bh, bw), relative to x0
         px, py = (ix + x0).float(), (iy + y0).float()
         if coarse_subpixel:
             cy = torch.arange(m0, m1, device=target.device) * stride  # (bh,)
@@ -147,10 +151,13 @@ def match(
 
 
 def _row_maxima(scores, *, y0: int, x0: int, rows: tuple[int, int], cols: tuple[int, int], stride: int,
-                radius: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per window row and centre, the best score within the centre's own columns and that column (relative to x0):
-    scores (h, w, bh, bw) -> (h, bh, bw) float32 with rows outside the centre's window at -inf, and (h, bh, bw).
-    One masked pass over the block: slicing each centre column's range instead read the block bw times."""
+                radius: int) -> torch.Tensor:
+    """Per window row and centre, the best score within the centre's own columns: scores (h, w, bh, bw) ->
+    (h, bh, bw) float32, rows outside the centre's window at -inf. Columns outside each centre's window are set to
+    -inf in ``scores`` itself (the block is the caller's, fresh), so ``_columns_at`` finds the best column later.
+
+    One masked pass over the block, then ``amax`` (no indices: 0.4 ms against 2.7 ms for ``max`` per 8x8 block at
+    512x512); slicing each centre column's range instead read the block bw times."""
     h, w = scores.shape[:2]
     (m0, m1), (n0, n1) = rows, cols
     device = scores.device
@@ -158,9 +165,19 @@ def _row_maxima(scores, *, y0: int, x0: int, rows: tuple[int, int], cols: tuple[
     cy = torch.arange(m0, m1, device=device) * stride  # (bh,)
     outside_x = (torch.arange(x0, x0 + w, device=device)[:, None] - cx[None]).abs() > radius  # (w, bw)
     outside_y = (torch.arange(y0, y0 + h, device=device)[:, None] - cy[None]).abs() > radius  # (h, bh)
-    penalty = torch.zeros(w, n1 - n0, dtype=scores.dtype, device=device).masked_fill(outside_x, float("-inf"))
-    best, column = scores.add_(penalty[None, :, None, :]).max(dim=1)  # (h, bh, bw); in place: the block is ours
-    return best.float().masked_fill(outside_y[:, :, None], float("-inf")), column
+    if scores.dtype == torch.float32:  # per block: add 1.4 ms, masked_fill 3.0 ms; in bfloat16 6.5 and 2.5 ms
+        scores.add_(torch.zeros(w, n1 - n0, device=device).masked_fill(outside_x, float("-inf"))[None, :, None, :])
+    else:
+        scores.masked_fill_(outside_x[None, :, None, :], float("-inf"))
+    return scores.amax(dim=1).float().masked_fill(outside_y[:, :, None], float("-inf"))
+
+
+def _columns_at(scores: torch.Tensor, iy: torch.Tensor) -> torch.Tensor:
+    """The best column (relative to the window) of window row ``iy`` (k, bh, bw) for each centre, in scores
+    (h, w, bh, bw) masked by ``_row_maxima`` -> (k, bh, bw)."""
+    per_centre = scores.permute(2, 3, 0, 1)  # (bh, bw, h, w) view
+    index = iy.permute(1, 2, 0)[..., None].expand(-1, -1, -1, scores.shape[1])  # (bh, bw, k, w)
+    return per_centre.gather(2, index).argmax(dim=-1).permute(2, 0, 1)  # (k, bh, bw)
 
 
 def _row_candidates(target, ref, *, stride: int, radius: int, ref_bias, block: int, k: int) -> torch.Tensor:
@@ -170,11 +187,11 @@ def _row_candidates(target, ref, *, stride: int, radius: int, ref_bias, block: i
     out = torch.zeros(k, 2, rows, cols, dtype=torch.long, device=target.device)
     for m0, m1, n0, n1, y0, x0, scores in _block_scores(target, ref, stride=stride, radius=radius,
                                                          ref_bias=ref_bias, block=block):
-        row_best, row_x = _row_maxima(scores, y0=y0, x0=x0, rows=(m0, m1), cols=(n0, n1), stride=stride,
-                                      radius=radius)  # (h, bh, bw) each
+        row_best = _row_maxima(scores, y0=y0, x0=x0, rows=(m0, m1), cols=(n0, n1), stride=stride,
+                               radius=radius)  # (h, bh, bw)
         kk = min(k, row_best.shape[0])
         _, iy = row_best.topk(kk, dim=0)  # (kk, bh, bw)
-        ix = row_x.gather(0, iy)  # (kk, bh, bw)
+        ix = _columns_at(scores, iy)  # (kk, bh, bw)
         cy = (torch.arange(m0, m1, device=target.device) * stride)[:, None]  # (bh, 1)
         cx = (torch.arange(n0, n1, device=target.device) * stride)[None, :]  # (1, bw)
         out[:kk, 0, m0:m1, n0:n1] = ix + x0 - cx
