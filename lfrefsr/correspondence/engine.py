@@ -14,9 +14,9 @@ neighbouring centres (``stride`` apart) for the same displacement, as stereo mat
 support of each decision from one patch to k patches across, which periodic structure (combs, tiled textures) needs.
 The 2-D search then runs in two passes: each centre's ``candidates`` best rows (the best column of each; 1: its
 plain best match) from the blocked GEMM, then the exact aggregated score of every candidate of the k x k
-neighbourhood, gathered once per block. One candidate per centre gave the same matches as aggregating the full cost
-volume on the three pairs of ``../shared/data/match`` (46.5 / 76.6 / 88.4 % within 0 / 1 / 2 px pooled either way)
-and within 0.1 point on 32 held-out synthetic pairs; two did not gain and cost twice the second pass.
+neighbourhood, gathered once per block. One candidate per centre gave the same pooled accuracy as aggregating the
+full cost volume on the three pairs of ``../shared/data/match`` (46.5 / 76.6 / 88.4 % within 0 / 1 / 2 px either
+way); two moved no figure by more than 0.1 point on 32 held-out synthetic pairs and cost twice the second pass.
 """
 
 from __future__ import annotations
