@@ -97,7 +97,7 @@ class _Tower(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image
         for conv, norm, dilation in zip(self.convs, self.norms, self.dilations):
-            x = F.relu(norm(F.conv2d(x, conv.weight, conv.bias, padding=dilation, dilation=dilation)))
+            x = F.relu(norm(F.conv2d(x, conv.weight, conv.bias, padding=dilation, dilation=dilation)), inplace=True)
         return self._pointwise(x)
 
     def _pointwise(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,7 +108,9 @@ class _Tower(nn.Module):
             return self.fc(x)
         weight = self.fc.weight.flatten(1)  # (out, in, 1, 1) -> (out, in)
         pixels = x.permute(0, 2, 3, 1)  # (N, C, H, W) channels-last -> (N, H, W, C), a view
-        return F.linear(pixels, weight, self.fc.bias).permute(0, 3, 1, 2)  # (N, H, W, out) -> (N, out, H, W)
+        # the bias added after the product: addmm first copies the bias into every output row, a whole extra pass
+        out = torch.matmul(pixels, weight.t()).add_(self.fc.bias)  # (N, H, W, out)
+        return out.permute(0, 3, 1, 2)  # (N, H, W, out) -> (N, out, H, W), channels-last
 
     def forward_on_grid(self, image: torch.Tensor, stride: int) -> torch.Tensor:
         """Features at pixels (stride*m, stride*n) only.
@@ -125,7 +127,7 @@ class _Tower(nn.Module):
             step = out_spacing // spacing
             x = F.conv2d(x, conv.weight, conv.bias, stride=step, padding=dilation // spacing,
                          dilation=dilation // spacing)
-            x = F.relu(norm(x))
+            x = F.relu(norm(x), inplace=True)  # on a fresh tensor: no second full-size copy
             spacing = out_spacing
         if spacing != stride:  # the subsampled grid, made channels-last again for the pointwise matrix product
             x = x[..., :: stride // spacing, :: stride // spacing].contiguous(memory_format=torch.channels_last)
@@ -172,8 +174,10 @@ class CCNet(nn.Module):
     def _finish(self, features: torch.Tensor) -> torch.Tensor:
         if not self.normalize:
             return features
-        # sqrt of the temperature on each side: <f, g> = temperature * cosine
-        return F.normalize(features, dim=1) * self.log_temperature.exp().sqrt()
+        # sqrt of the temperature on each side: <f, g> = temperature * cosine. One multiply by a per-pixel factor
+        # (F.normalize's division, then a second multiply, each wrote the whole feature map again)
+        norm = torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min(1e-12)  # (N, 1, H, W)
+        return features * (self.log_temperature.exp().sqrt() / norm)
 
     def _prepare(self, image: torch.Tensor) -> torch.Tensor:
         return self.input_norm(image) if self.input_norm is not None else image
