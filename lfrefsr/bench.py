@@ -93,15 +93,15 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
               grid: int = 8, echo=print) -> dict:
     from lfrefsr import protocol
     from lfrefsr.correspondence.engine import match
-    from lfrefsr.runtime import keep_freed_memory
-
-    keep_freed_memory()
     from lfrefsr.correspondence.matchers import CCNetMatcher
     from lfrefsr.data.synthetic import LayeredScene, make_video
     from lfrefsr.lightfield import disparity_hypotheses, estimate_disparity, view_flow
     from lfrefsr.methods.flowwarp import FlowWarp, back_project, select_flow
     from lfrefsr.methods.refsr import flow_guide
+    from lfrefsr.runtime import keep_freed_memory
     from lfrefsr.synthesis import synthesize, synthesize_image
+
+    keep_freed_memory()  # the networks below run outside any Method, as under the CLI
 
     scale = 8
     autocast = lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16,  # noqa: E731

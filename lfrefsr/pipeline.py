@@ -22,7 +22,6 @@ from lfrefsr.errors import InputError, LfrefsrError
 from lfrefsr.io.store import Store
 from lfrefsr.methods import Method, ViewHint, get_method
 from lfrefsr.modes import ReferenceMode
-from lfrefsr.runtime import keep_freed_memory
 
 
 @dataclass(frozen=True)
@@ -157,7 +156,6 @@ def execute(task: Task, method_name: str, *, device: str = "cpu", options: dict 
 
     ``after`` is only a dependency (the previous frame's task in previous-sr mode)."""
     configure_threads(threads)
-    keep_freed_memory()  # on a dask worker too
     started = time.perf_counter()
     method = cached_method(method_name, task.store.scale, device, options)
     context = _reference_context(method, task, method_name, id(method))

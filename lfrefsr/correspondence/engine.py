@@ -253,6 +253,7 @@ def _match_aggregated(target, ref, *, stride, radius, ref_bias, block, subpixel,
     position = torch.zeros(2, rows, cols, device=target.device)
     score = torch.full((rows, cols), float("-inf"), device=target.device)
     key = lambda d: (d[..., 1] + radius) * span + d[..., 0] + radius  # noqa: E731  (dx, dy) -> one integer
+    unkey = lambda k: torch.stack([k % span - radius, k // span - radius], 1)  # noqa: E731  (D,) -> (D, 2) (dx, dy)
     for m0 in range(0, rows, block):
         for n0 in range(0, cols, block):
             m1, n1 = min(m0 + block, rows), min(n0 + block, cols)
@@ -261,7 +262,7 @@ def _match_aggregated(target, ref, *, stride, radius, ref_bias, block, subpixel,
                             cols_core=(n0, n1), half=half)
             # every candidate of the block and its neighbourhood, once: (D, 2) as (dx, dy)
             keys = torch.unique(key(shifts_all[:, :, e0:e1, f0:f1].permute(0, 2, 3, 1).reshape(-1, 2)))
-            shifts = torch.stack([keys % span - radius, keys // span - radius], 1)  # (D, 2)
+            shifts = unkey(keys)  # (D, 2)
             agg = _box_mean(target, ref_hwc, ref_bias, shifts, **geometry)  # (D, bh, bw)
             best, index = agg.max(dim=0)  # (bh, bw)
             chosen = shifts[index]  # (bh, bw, 2)
@@ -272,7 +273,7 @@ def _match_aggregated(target, ref, *, stride, radius, ref_bias, block, subpixel,
                 steps = torch.tensor([[-1, 0], [1, 0], [0, -1], [0, 1]], device=target.device)
                 around = chosen[None] + steps[:, None, None]  # (4, bh, bw, 2)
                 near_keys, where = torch.unique(key(around).reshape(-1), return_inverse=True)
-                near = torch.stack([near_keys % span - radius, near_keys // span - radius], 1)
+                near = unkey(near_keys)  # (D', 2)
                 near_agg = _box_mean(target, ref_hwc, ref_bias, near, **geometry)  # (D', bh, bw)
                 values = near_agg.gather(0, where.view(4, m1 - m0, n1 - n0))  # (4, bh, bw)
                 values = values.masked_fill((around[..., 0].abs() > radius) | (around[..., 1].abs() > radius),
@@ -394,9 +395,10 @@ def _match_line(target, ref, *, stride, search_range, ref_bias, direction, subpi
         if ref_bias is not None:
             scores[m] += sampled[channels]
         inside[m] = (cand_x >= 0) & (cand_x <= width - 1) & (cand_y >= 0) & (cand_y <= height - 1)
-    if aggregate > 1:  # per step, the mean over the neighbouring centres whose candidate lies inside
+    if aggregate > 1:  # per step, the mean over the neighbouring centres whose candidate lies inside (the ratio of
+        # two box means over the same window: its fixed divisor cancels)
         box = lambda x: F.avg_pool2d(x.permute(2, 0, 1)[:, None], aggregate, 1, aggregate // 2,  # noqa: E731
-                                     count_include_pad=True)[:, 0].permute(1, 2, 0)  # (Ny, Nx, K) -> box sums
+                                     count_include_pad=True)[:, 0].permute(1, 2, 0)  # (Ny, Nx, K) box means
         scores = box(scores.masked_fill(~inside, 0.0)) / box(inside.float()).clamp_min(1e-6)
     scores = scores.masked_fill(~inside, float("-inf"))
     best, index = scores.max(dim=-1)  # (Ny, Nx)
