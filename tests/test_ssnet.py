@@ -187,3 +187,16 @@ def test_conv_pair_equals_the_convolution_of_the_concatenation():
     first, second = torch.randn(2, 7, 9, 11), torch.randn(2, 5, 9, 11)
     torch.testing.assert_close(SSNet._conv_pair(conv, first, second), conv(torch.cat([first, second], 1)),
                                rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernel", [3, 5])
+def test_conv_to_one_equals_the_convolution_of_the_concatenation(kernel):
+    import torch.nn as nn
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(13, 1, kernel, padding=kernel // 2)
+    parts = [torch.randn(2, 7, 9, 11), torch.randn(2, 5, 9, 11), torch.randn(2, 1, 9, 11)]
+    expected = conv(torch.cat(parts, 1))
+    torch.testing.assert_close(SSNet._conv_to_one(conv, parts), expected, rtol=1e-5, atol=1e-5)
+    channels_last = [part.to(memory_format=torch.channels_last) for part in parts]
+    torch.testing.assert_close(SSNet._conv_to_one(conv, channels_last), expected, rtol=1e-5, atol=1e-5)

@@ -107,6 +107,36 @@ class SSNet(nn.Module):
         out = F.conv2d(first, conv.weight[:, :split], conv.bias, padding=conv.padding)
         return out.add_(F.conv2d(second, conv.weight[:, split:], None, padding=conv.padding))
 
+    @staticmethod
+    def _conv_to_one(conv: nn.Conv2d, parts: list[torch.Tensor]) -> torch.Tensor:
+        """``conv(cat(parts, 1))`` for a k x k convolution with one output channel (the masks), without writing the
+        concatenated input: a 1x1 product per part gives the k*k taps of every pixel (a one-channel part is one
+        broadcast multiply), then each tap is added at its offset. oneDNN runs a one-output 3x3 convolution at about
+        18 GFLOP/s: at 64 patches of 64x64 with 65 input channels this takes 10 ms instead of 28 ms (cat +
+        convolution), and the whole-image SS-Net at 512x512 0.13 s instead of 0.155 s; same result to 3e-6.
+        Reduced precision keeps the plain convolution: with AMX it was 5 % faster in bf16."""
+        if parts[0].dtype != torch.float32:
+            return conv(torch.cat(parts, 1))
+        k, pad = conv.kernel_size[0], conv.padding[0]
+        taps_weight = conv.weight[0].permute(1, 2, 0).reshape(k * k, -1, 1, 1)  # (k*k, C, 1, 1): tap t = k*ky + kx
+        taps, start = None, 0
+        for part in parts:  # taps (N, k*k, H, W)
+            stop = start + part.shape[1]
+            weight = taps_weight[:, start:stop]
+            if part.shape[1] == 1 and taps is not None:
+                taps.addcmul_(part, weight.to(taps.dtype).view(1, k * k, 1, 1))
+            else:
+                term = F.conv2d(part, weight)
+                taps = term if taps is None else taps.add_(term)
+            start = stop
+        height, width = taps.shape[-2:]
+        taps = F.pad(taps, (pad, pad, pad, pad)).contiguous()  # (N, k*k, H+2p, W+2p), planar for the shifted adds
+        out = taps[:, :1, :height, :width] + conv.bias.to(taps.dtype).view(1, 1, 1, 1)  # (N, 1, H, W)
+        for t in range(1, k * k):
+            ky, kx = divmod(t, k)
+            out += taps[:, t : t + 1, ky : ky + height, kx : kx + width]
+        return out
+
     def forward(self, lr_features: torch.Tensor, ref: torch.Tensor, base: torch.Tensor | None = None):
         hr = self.hr_features(ref)  # L+1 maps, finest first
         coarse = hr[self.levels]  # (N, c, p, p): the LR patch's scale
@@ -116,7 +146,7 @@ class SSNet(nn.Module):
             hr_i = hr[self.levels - 1 - k]
             sub = F.pixel_shuffle(self.subpixel[k](fused), 2)  # SP(F_fuse(i+1)): (N, c, 2h, 2w)
             carried = F.interpolate(mask_logit, scale_factor=2, mode="nearest")
-            mask_logit, mask = self._mask(self.masks[k](torch.cat([sub, hr_i, carried], 1)))
+            mask_logit, mask = self._mask(self._conv_to_one(self.masks[k], [sub, hr_i, carried]))
             fused = self._act(self._conv_pair(self.fuses[k], F.interpolate(fused, scale_factor=2, mode="nearest"),
                                               hr_i * mask))
         sr = self.out(fused)
