@@ -23,6 +23,16 @@ def test_engine_argmax_equals_brute_force(block, with_bias):
     assert found.flow.abs().max() <= 13
 
 
+@pytest.mark.parametrize("stride, search_range", [(4, 6), (3, 7), (8, 3), (2, 20)])
+def test_engine_argmax_equals_brute_force_for_any_stride_and_range(stride, search_range):
+    # 2 r + 1 = full * stride + end with end 1, 0, 7 and 1: the row maxima split every window into runs of stride
+    torch.manual_seed(stride)
+    target, ref = torch.randn(5, 9, 8), torch.randn(5, 9 * stride + 5, 8 * stride + 3)
+    found = match(target, ref, stride=stride, search_range=search_range, block=4)
+    torch.testing.assert_close(found.position,
+                               brute_force(target, ref, stride=stride, search_range=search_range))
+
+
 def _noisy_shifted_grid(seed: int, noise: float):
     """Target centre features = the reference's at a constant displacement (+3, -2), plus noise strong enough that
     single centres go astray."""
