@@ -25,19 +25,13 @@ import math
 import torch
 import torch.nn.functional as F
 
+from lfrefsr.filters import gaussian_kernel, separable_blur
 from lfrefsr.warp import sample, warp
 
 
 def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of (N, C, H, W), radius 3 sigma, reflect padding."""
-    radius = max(1, int(math.ceil(3 * sigma)))
-    coords = torch.arange(-radius, radius + 1, dtype=image.dtype, device=image.device)
-    kernel = torch.exp(-(coords**2) / (2 * sigma**2))
-    kernel = kernel / kernel.sum()
-    channels = image.shape[1]
-    padded = F.pad(image, (radius, radius, radius, radius), mode="replicate")
-    out = F.conv2d(padded, kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1), groups=channels)
-    return F.conv2d(out, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels)
+    """Separable Gaussian blur of (N, C, H, W), radius 3 sigma, replicate padding, float32."""
+    return separable_blur(image, gaussian_kernel(sigma))
 
 
 def patch_origins(length: int, patch: int, stride: int) -> list[int]:

@@ -122,19 +122,3 @@ def test_channels_last_forward_equals_contiguous_and_has_gradients(batch_norm):
     out_plain.square().sum().backward()
     torch.testing.assert_close(fast.lr_tower.fc.weight.grad, plain.lr_tower.fc.weight.grad, atol=1e-3, rtol=1e-3)
 
-
-def test_local_contrast_blur_equals_the_2d_gaussian_convolution():
-    import torch.nn.functional as F
-
-    from lfrefsr.models.ccnet import LocalContrastNorm
-
-    torch.manual_seed(0)
-    norm = LocalContrastNorm(sigma=2.0)
-    image = torch.rand(2, 3, 11, 17)
-    kernel = torch.outer(norm.kernel, norm.kernel)  # (2r+1, 2r+1)
-    r = norm.radius
-    padded = F.pad(image, (r, r, r, r), mode="replicate")
-    expected = F.conv2d(padded, kernel.expand(3, 1, -1, -1), groups=3)  # (2, 3, 11, 17)
-    torch.testing.assert_close(norm._blur(image), expected, rtol=1e-5, atol=1e-6)
-    out = norm(image)
-    assert out.shape == image.shape and out.is_contiguous(memory_format=torch.channels_last)
