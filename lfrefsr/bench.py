@@ -50,9 +50,11 @@ def peak_rss_gib() -> float:
 
 def matmul_gflops(dtype=torch.float32, device="cpu", repeats: int = 10, trials: int = 7) -> float:
     """torch's matrix-product GFLOP/s at the inner size of this package's convolutions (K = 256): the median of
-    ``trials`` timings of ``repeats`` products, the typical rate as the stages' timings are typical rates (on this
-    2-core CPU, 30 timings in float32 spread from 193 to 223 GFLOP/s around a median of 205, and one run in ten
-    shows an outlier far above that, which a maximum would pick up)."""
+    ``trials`` timings of ``repeats`` products, the typical rate as the stages' timings are typical rates.
+
+    The product's 32 MiB output lands above glibc's default mmap threshold, so without ``keep_freed_memory`` every
+    product page-faults a fresh output: on this 2-core CPU the reading is then 180-220 GFLOP/s in float32, and
+    310-380 with it (``run_bench`` sets it first, as the CLI does)."""
     a = torch.randn(1024, 256, dtype=dtype, device=device)
     b = torch.randn(256, 8192, dtype=dtype, device=device)
     for _ in range(3):
