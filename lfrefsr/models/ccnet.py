@@ -45,6 +45,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lfrefsr.filters import gaussian_kernel, separable_blur
+from lfrefsr.models.ops import conv2d_act
 
 TABLE1_CHANNELS = (16, 32, 64, 64, 64, 128)
 TABLE1_DILATIONS = (1, 1, 2, 4, 8, 16)
@@ -85,8 +86,15 @@ class _Tower(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image
         for conv, norm, dilation in zip(self.convs, self.norms, self.dilations):
-            x = F.relu(norm(F.conv2d(x, conv.weight, conv.bias, padding=dilation, dilation=dilation)), inplace=True)
+            x = self._conv_relu(x, conv, norm, padding=dilation, dilation=dilation)
         return self._pointwise(x)
+
+    @staticmethod
+    def _conv_relu(x: torch.Tensor, conv: nn.Conv2d, norm: nn.Module, **geometry) -> torch.Tensor:
+        """relu(norm(conv(x))); without BatchNorm the ReLU is the convolution's post-op (``conv2d_act``)."""
+        if isinstance(norm, nn.Identity):
+            return conv2d_act(x, conv.weight, conv.bias, act="relu", **geometry)
+        return F.relu(norm(F.conv2d(x, conv.weight, conv.bias, **geometry)), inplace=True)  # fresh: in place
 
     def _pointwise(self, x: torch.Tensor) -> torch.Tensor:
         """The final 1x1 convolution. On a channels-last input it is one matrix product over the pixels: the same
@@ -114,9 +122,7 @@ class _Tower(nn.Module):
         x, spacing = image, 1  # spacing of x's grid in input pixels
         for conv, norm, dilation, out_spacing in zip(self.convs, self.norms, self.dilations, need):
             step = out_spacing // spacing
-            x = F.conv2d(x, conv.weight, conv.bias, stride=step, padding=dilation // spacing,
-                         dilation=dilation // spacing)
-            x = F.relu(norm(x), inplace=True)  # on a fresh tensor: no second full-size copy
+            x = self._conv_relu(x, conv, norm, stride=step, padding=dilation // spacing, dilation=dilation // spacing)
             spacing = out_spacing
         if spacing != stride:  # the subsampled grid, made channels-last again for the pointwise matrix product
             x = x[..., :: stride // spacing, :: stride // spacing].contiguous(memory_format=torch.channels_last)
