@@ -200,3 +200,7 @@ def test_conv_to_one_equals_the_convolution_of_the_concatenation(kernel):
     torch.testing.assert_close(SSNet._conv_to_one(conv, parts), expected, rtol=1e-5, atol=1e-5)
     channels_last = [part.to(memory_format=torch.channels_last) for part in parts]
     torch.testing.assert_close(SSNet._conv_to_one(conv, channels_last), expected, rtol=1e-5, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        half = SSNet._conv_to_one(conv, [part.bfloat16() for part in parts])
+    assert half.dtype == torch.bfloat16
+    torch.testing.assert_close(half.float(), expected, rtol=0.05, atol=0.25)  # bf16 sums of ~100 terms
