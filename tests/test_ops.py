@@ -65,3 +65,40 @@ def test_ccnet_fused_inference_equals_eager(monkeypatch):
     with torch.inference_mode():
         for fn in (lambda: net(image, "ref"), lambda: net.features_on_grid(image, 8)):
             torch.testing.assert_close(fn(), _eager(monkeypatch, fn), rtol=1e-5, atol=1e-5)
+
+
+def _randomise_batch_norm(model):
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    return model.eval()
+
+
+def test_folding_batch_norm_keeps_the_outputs(monkeypatch):
+    from lfrefsr.models.srresnet import SRResNetNN
+
+    torch.manual_seed(0)
+    last = torch.channels_last  # as load_network returns them: the fused skips need channels-last inputs
+    sisr = _randomise_batch_norm(SRResNetNN(scale=4, num_blocks=2, features=8)).to(memory_format=last)
+    ccnet = _randomise_batch_norm(CCNet(width=0.25, out_channels=16, batch_norm=True)).to(memory_format=last)
+    lr, image = torch.rand(1, 3, 12, 10), torch.rand(1, 3, 40, 48)
+    with torch.inference_mode():
+        before = [sisr.features(lr), sisr(lr), ccnet(image, "ref"), ccnet.features_on_grid(image, 8)]
+        sisr.fold_batch_norm(), ccnet.fold_batch_norm()
+        assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in [*sisr.modules(), *ccnet.modules()])
+        after = [sisr.features(lr), sisr(lr), ccnet(image, "ref"), ccnet.features_on_grid(image, 8)]
+        eager = _eager(monkeypatch, lambda: [sisr.features(lr), sisr(lr)])  # the skips as separate adds
+    for a, b in zip(before, after):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+    for a, b in zip(after, eager):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_shipped_networks_load_folded():
+    from lfrefsr.weights import load_network
+
+    sisr, _ = load_network("sisr")
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in sisr.modules())

@@ -45,7 +45,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from lfrefsr.filters import gaussian_kernel, separable_blur
-from lfrefsr.models.ops import conv2d_act
+from lfrefsr.models.ops import conv2d_act, fold_batch_norm
 
 TABLE1_CHANNELS = (16, 32, 64, 64, 64, 128)
 TABLE1_DILATIONS = (1, 1, 2, 4, 8, 16)
@@ -160,6 +160,12 @@ class CCNet(nn.Module):
         self.ref_tower = self.lr_tower if siamese else _Tower(in_channels, widths, dilations, out_channels, batch_norm)
         # Cosine scores need a temperature; log-parametrised so it stays positive. Unused when normalize=False.
         self.log_temperature = nn.Parameter(torch.tensor(math.log(10.0)), requires_grad=normalize)
+
+    def fold_batch_norm(self) -> CCNet:
+        """Inference (eval mode): fold every BatchNorm into its convolution (``ops.fold_batch_norm``); self."""
+        for tower in {id(self.lr_tower): self.lr_tower, id(self.ref_tower): self.ref_tower}.values():
+            fold_batch_norm(tower.convs, tower.norms)
+        return self
 
     def _tower(self, branch: str) -> _Tower:
         if branch not in ("lr", "ref"):

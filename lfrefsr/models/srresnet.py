@@ -29,6 +29,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lfrefsr.models.ops import conv2d_act, fold_batch_norm
+
 
 class _ResidualBlock(nn.Module):
     def __init__(self, features: int, batch_norm: bool):
@@ -40,6 +42,9 @@ class _ResidualBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv1, norm1, act, conv2, norm2 = self.body
+        if isinstance(norm2, nn.Identity):  # no BatchNorm (or folded): the skip is the second convolution's post-op
+            return conv2d_act(act(norm1(conv1(x))), conv2.weight, conv2.bias, padding=1, other=x)
         return x + self.body(x)
 
 
@@ -76,9 +81,19 @@ class SRResNetNN(nn.Module):
         self.upsample = nn.Sequential(*ups)
         self.tail = nn.Conv2d(previous, in_channels, 9, padding=4)
 
+    def fold_batch_norm(self) -> SRResNetNN:
+        """Inference (eval mode): fold every BatchNorm into its convolution (``ops.fold_batch_norm``); self."""
+        for block in self.body:
+            fold_batch_norm(block.body)
+        fold_batch_norm(self.body_tail)
+        return self
+
     def features(self, lr: torch.Tensor) -> torch.Tensor:
         """(N, 3, h, w) -> (N, features, h, w): the LR features SS-Net uses."""
         head = self.head(lr)
+        conv, norm = self.body_tail
+        if isinstance(norm, nn.Identity):  # the global skip as the tail convolution's post-op
+            return conv2d_act(self.body(head), conv.weight, conv.bias, padding=1, other=head)
         return head + self.body_tail(self.body(head))
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:

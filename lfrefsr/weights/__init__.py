@@ -58,7 +58,8 @@ def load_file(path: str | Path) -> dict:
 
 def load_network(kind: str, weights: str | Path | None = None, device: str = "cpu", shipped: str | None = None):
     """(model in eval mode, the weights file's dict) for network ``kind`` (ccnet, sisr, ssnet) from ``weights`` or
-    the shipped file ``shipped`` (default: ``kind``). A file of another architecture is refused with one line."""
+    the shipped file ``shipped`` (default: ``kind``). A file of another architecture is refused with one line.
+    The model is for inference: BatchNorm layers are folded into their convolutions."""
     from lfrefsr.models import build_model
 
     path = Path(weights) if weights is not None else verify(shipped or kind)
@@ -75,7 +76,10 @@ def load_network(kind: str, weights: str | Path | None = None, device: str = "cp
                            path) from None
     # channels-last weights make every convolution run channels-last (oneDNN's fast path on CPU: 1.5-2x in float32
     # and ~8x in bf16 on this machine's AMX, benchmarks in the issue-6 note); outputs are the same numbers
-    return model.eval().to(device=device, memory_format=torch.channels_last), state
+    model.eval()
+    if hasattr(model, "fold_batch_norm"):  # an inference model: BatchNorm folded into the convolutions
+        model.fold_batch_norm()
+    return model.to(device=device, memory_format=torch.channels_last), state
 
 
 def load_ccnet(weights: str | Path | None = None, device: str = "cpu"):
