@@ -75,9 +75,33 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+_FUSED_COUNTED = False
+
+
+def count_fused_convolutions() -> None:
+    """Teach ``FlopCounterMode`` oneDNN's fused convolutions (``lfrefsr.models.ops.conv2d_act``): it counts aten's
+    convolutions only, so the fused ones would drop out of every stage's FLOPs. Counted as the convolution, as
+    aten's are (the fused add and activation, like aten's separate ones, count nothing)."""
+    global _FUSED_COUNTED
+    if _FUSED_COUNTED or not hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
+        return
+    from torch.utils.flop_counter import conv_flop_count, register_flop_formula
+
+    try:
+        @register_flop_formula(torch.ops.mkldnn._convolution_pointwise)
+        def _fused_convolution_flops(x_shape, *args, out_shape=None, **kwargs) -> int:
+            weight_shape = args[1] if len(args) > 9 else args[0]  # .binary: (other, W, ...); default: (W, ...)
+            return conv_flop_count(x_shape, weight_shape, out_shape)
+    except RuntimeError:  # a torch that counts them itself
+        pass
+    _FUSED_COUNTED = True
+
+
 def measure(fn, device: str, repeats: int = 2) -> tuple[float, float]:
     """(seconds per call, FLOPs per call) of ``fn``."""
     from torch.utils.flop_counter import FlopCounterMode
+
+    count_fused_convolutions()
 
     with torch.inference_mode():
         fn()  # warm-up

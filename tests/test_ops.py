@@ -102,3 +102,22 @@ def test_shipped_networks_load_folded():
 
     sisr, _ = load_network("sisr")
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in sisr.modules())
+
+
+def test_the_benchmark_counts_fused_convolutions(monkeypatch):
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from lfrefsr.bench import count_fused_convolutions
+
+    count_fused_convolutions()
+    torch.manual_seed(0)
+    net = SSNet(scale=4, lr_channels=8).eval().to(memory_format=torch.channels_last)
+    lr_features, ref = torch.randn(1, 8, 6, 6), torch.rand(1, 3, 24, 24)
+
+    def flops():
+        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+            net(lr_features, ref)
+        return counter.get_total_flops()
+
+    fused, eager = flops(), _eager(monkeypatch, flops)
+    assert eager > 0 and fused == eager
