@@ -99,6 +99,26 @@ def test_epipolar_mode_searches_along_the_line():
     assert float(horizontal.position[1, 2, 2]) == 16.0  # a horizontal search cannot leave the row
 
 
+@pytest.mark.parametrize("direction", [(1.0, 0.37), (-0.4, 1.0), (1.0, -1.0)])
+def test_epipolar_scores_equal_bilinear_sampling(direction):
+    from lfrefsr.warp import sample
+
+    torch.manual_seed(0)
+    target, ref, bias = torch.randn(6, 5, 6), torch.randn(6, 37, 45), torch.randn(37, 45)
+    found = match(target, ref, stride=8, search_range=12, ref_bias=bias, direction=direction)
+    dx, dy = (d / max(abs(v) for v in direction) for d in direction)
+    steps = torch.arange(-12, 13, dtype=torch.float32)
+    maps = torch.cat([ref, bias[None]])[None]  # (1, C+1, H, W): the bias sampled like a channel
+    for m in range(5):
+        for n in range(6):
+            coords = torch.stack([n * 8 + steps * dx, m * 8 + steps * dy]).view(1, 2, 1, -1)  # (1, 2, 1, K)
+            sampled = sample(maps, coords, padding_mode="zeros")[0, :, 0]  # (C+1, K): grid_sample, align_corners
+            scores = target[:, m, n] @ sampled[:6] + sampled[6]
+            inside = (coords[0, 0, 0] >= 0) & (coords[0, 0, 0] <= 44) & (coords[0, 1, 0] >= 0) & (coords[0, 1, 0] <= 36)
+            best = scores.masked_fill(~inside, float("-inf")).max()
+            torch.testing.assert_close(found.score[m, n], best, rtol=1e-4, atol=1e-4)
+
+
 def test_zncc_equals_a_direct_computation():
     torch.manual_seed(0)
     target, ref = torch.rand(3, 24, 32), torch.rand(3, 26, 30)

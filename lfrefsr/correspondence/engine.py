@@ -27,7 +27,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from lfrefsr.warp import sample
 
 
 @dataclass
@@ -437,19 +436,33 @@ def _match_line(target, ref, *, stride, search_range, ref_bias, direction, subpi
         raise ValueError("epipolar direction must be non-zero")
     dx, dy = dx / norm, dy / norm
     steps = torch.arange(-search_range, search_range + 1, device=target.device, dtype=torch.float32)  # (K,)
-    maps = ref if ref_bias is None else torch.cat([ref, ref_bias[None]], 0)  # bias rides along as a channel
-    maps = maps[None].float()  # once, not per row: converting bf16 features every row cost 8x (5.2 s vs 0.68 s)
+    # every step moves one whole pixel along the dominant axis, so each candidate is the linear interpolation of two
+    # pixels across it (bilinear sampling with zero padding, align_corners, with one weight 0): two row gathers from
+    # the (H*W, C) features and one batched product each. grid_sample's 4-tap bilinear cost 7.4 ms per centre row at
+    # 512x512, this 1.5 ms, with the same scores up to rounding.
+    ref_flat = ref.permute(1, 2, 0).reshape(height * width, channels).float()  # (H*W, C), once (bf16: 8x per row)
+    bias_flat = None if ref_bias is None else ref_bias.reshape(-1).float()  # (H*W,)
+    horizontal = abs(dx) >= abs(dy)  # the dominant axis: x steps by whole pixels
     scores = torch.empty(rows, cols, len(steps), device=target.device)  # (Ny, Nx, K): small, one line per centre
     inside = torch.empty(rows, cols, len(steps), dtype=torch.bool, device=target.device)
     xs = torch.arange(cols, device=target.device, dtype=torch.float32) * stride  # (Nx,)
     for m in range(rows):
         cand_x = xs[:, None] + steps[None] * dx  # (Nx, K)
         cand_y = float(m * stride) + steps[None].expand(cols, -1) * dy  # (Nx, K)
-        coords = torch.stack([cand_x, cand_y])[None]  # (1, 2, Nx, K)
-        sampled = sample(maps, coords, padding_mode="zeros")[0]  # (C[+1], Nx, K)
-        scores[m] = torch.einsum("cn,cnk->nk", target[:, m].float(), sampled[:channels])  # (Nx, K)
-        if ref_bias is not None:
-            scores[m] += sampled[channels]
+        major, minor = (cand_x, cand_y) if horizontal else (cand_y, cand_x)
+        major, low = major.round().long(), minor.floor()  # (Nx, K) whole pixels; the tap below on the minor axis
+        frac = minor - low
+        feats = target[:, m].t().float()[:, :, None]  # (Nx, C, 1)
+        total = torch.zeros(cols, len(steps), device=target.device)  # (Nx, K)
+        for tap, weight in ((low.long(), 1.0 - frac), (low.long() + 1, frac)):
+            px, py = (major, tap) if horizontal else (tap, major)
+            present = (px >= 0) & (px < width) & (py >= 0) & (py < height)  # zero padding outside the image
+            index = (py.clamp(0, height - 1) * width + px.clamp(0, width - 1)).reshape(-1)  # (Nx*K,)
+            values = torch.bmm(ref_flat.index_select(0, index).view(cols, len(steps), channels), feats)[..., 0]
+            if bias_flat is not None:
+                values = values + bias_flat[index].view(cols, len(steps))
+            total += torch.where(present, weight, 0.0) * values  # (Nx, K)
+        scores[m] = total
         inside[m] = (cand_x >= 0) & (cand_x <= width - 1) & (cand_y >= 0) & (cand_y <= height - 1)
     if aggregate > 1:  # per step, the mean over the neighbouring centres whose candidate lies inside (the ratio of
         # two box means over the same window: its fixed divisor cancels)
