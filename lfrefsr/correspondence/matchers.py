@@ -88,16 +88,17 @@ class CCNetMatcher(Matcher):
     @torch.inference_mode()
     def prepare(self, ref: torch.Tensor) -> torch.Tensor:
         """Dense reference features (C, H, W), stored channels-last (the engine's layout), computed in strips of
-        ``strip`` rows (None: 256 rows, fewer for references wider than 1024 px so a strip stays near 256 x 1024
-        pixels: at 2048 x 2048 in bf16, 128-row strips peaked at 3.49 GiB and 256-row strips at 3.76 GiB) with a
-        halo of half the receptive field, so a large reference never holds a whole-image
-        activation of the network; the result equals the whole-image computation."""
+        ``strip`` rows with a halo of half the receptive field (80 rows each side), so a large reference never holds
+        a whole-image activation of the network; the result equals the whole-image computation. None: strips of
+        about 256 x 1024 pixels, 256 * 1024 // width rows (64 to 1024): at 2048 x 2048 in bf16, 128-row strips
+        peaked at 3.49 GiB and 256-row strips at 3.76 GiB; a 512-wide reference is one 512-row strip, with no halo
+        rows computed twice (two 256-row strips computed 672 rows)."""
         image = inputs.ref_input(ref[None].to(self.device), self.scale, self.reference_input)
         height, width = image.shape[-2:]
         halo = self.model.halo
         out = torch.empty(1, self.model.out_channels, height, width, dtype=self.dtype, device=image.device,
                           memory_format=torch.channels_last)  # allocated in place: no second copy at peak
-        strip = self.strip or max(64, min(256, 256 * 1024 // width))
+        strip = self.strip or max(64, min(1024, 256 * 1024 // width))
         for top in range(0, height, strip):
             bottom = min(height, top + strip)
             y0, y1 = max(0, top - halo), min(height, bottom + halo)
