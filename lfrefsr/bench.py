@@ -185,7 +185,7 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
         state["target"] = matcher.target_features(lr[0])
 
     def matching():  # with the matcher's aggregation, as eval match and refsr_paper run it
-        state["matches"] = match(state["target"], state["ref"], stride=scale, search_range=100,
+        state["matches"] = match(state["target"], state["ref"], stride=scale, search_range=100, block=matcher.block,
                                  aggregate=matcher.aggregate, candidates=matcher.candidates)
 
     def matching_epipolar():

@@ -117,6 +117,13 @@ def test_epipolar_scores_equal_bilinear_sampling(direction):
             inside = (coords[0, 0, 0] >= 0) & (coords[0, 0, 0] <= 44) & (coords[0, 1, 0] >= 0) & (coords[0, 1, 0] <= 36)
             best = scores.masked_fill(~inside, float("-inf")).max()
             torch.testing.assert_close(found.score[m, n], best, rtol=1e-4, atol=1e-4)
+    # several centre rows per pass (as on a GPU) give the same matches
+    from lfrefsr.correspondence.engine import _match_line
+
+    batched = _match_line(target, ref, stride=8, search_range=12, ref_bias=bias, direction=direction, subpixel=False,
+                          rows_per_pass=3)
+    torch.testing.assert_close(batched.position, found.position)
+    torch.testing.assert_close(batched.score, found.score)
 
 
 def test_zncc_equals_a_direct_computation():

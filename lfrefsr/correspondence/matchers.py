@@ -69,7 +69,7 @@ class CCNetMatcher(Matcher):
     name = "ccnet"
     DEFAULT_AGGREGATE: ClassVar[int] = 7
 
-    def __init__(self, *, weights: str | Path | None = None, precision: str = "fp32", block: int = 8,
+    def __init__(self, *, weights: str | Path | None = None, precision: str = "fp32", block: int | None = None,
                  strip: int | None = None, aggregate: int = DEFAULT_AGGREGATE, candidates: int = 1, **kwargs):
         super().__init__(**kwargs)
         if aggregate < 1 or aggregate % 2 == 0:
@@ -80,7 +80,11 @@ class CCNetMatcher(Matcher):
         self.model, self.reference_input = load_ccnet(weights, device=self.device)
         self.model = self.model.to(memory_format=torch.channels_last)
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        self.block, self.strip = block, strip
+        # centres per side of a search block. A GPU is bound by kernel launches at 8 (64 blocks at 512x512, ~20 small
+        # kernels each): on an H200, 32 took 0.0125 s against 0.093 s (fp32) with 1.25 GiB peak, the same matches on
+        # 99.95 % of centres (ties between GEMM shapes). The CPU is fastest at 8 (least wasted window area).
+        self.block = block or (32 if str(self.device).startswith("cuda") else 8)
+        self.strip = strip
 
     def _autocast(self):
         return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16)
