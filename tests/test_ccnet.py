@@ -91,15 +91,16 @@ def test_strip_reference_features_equal_whole_image(tmp_path, input_norm):
 
     torch.manual_seed(0)
     config = {"name": "ccnet", "width": 0.25, "out_channels": 8, "batch_norm": False, "input_norm": input_norm,
-              "input_norm_sigma": 3.0}
+              "input_norm_sigma": 3.0, "normalize": True}
     model = build_model(config)
     save_checkpoint(tmp_path / "w.pt", model_config=config, state_dict=model.state_dict(), reference_input="blurred")
-    matcher = get_matcher("ccnet", weights=tmp_path / "w.pt", strip=24)
     ref = torch.rand(3, 104, 72)
-    strips = matcher.prepare(ref)
     with torch.no_grad():
         whole = model.eval()(inputs.ref_input(ref[None], 8, "blurred"), "ref")[0]
-    torch.testing.assert_close(strips, whole, atol=1e-5, rtol=1e-5)
+    for strip in (24, None):  # None: one strip here, the network's output returned as it is
+        features = get_matcher("ccnet", weights=tmp_path / "w.pt", strip=strip).prepare(ref)
+        torch.testing.assert_close(features, whole, atol=1e-5, rtol=1e-5)
+        assert features.permute(1, 2, 0).is_contiguous()  # channels-last (C, H, W), the engine's layout
     with torch.no_grad():
         grid = model.features_on_grid(torch.rand(1, 3, 40, 48), 8)
     assert grid.shape == (1, 8, 5, 6)

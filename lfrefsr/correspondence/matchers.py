@@ -100,9 +100,13 @@ class CCNetMatcher(Matcher):
         image = inputs.ref_input(ref[None].to(self.device), self.scale, self.reference_input)
         height, width = image.shape[-2:]
         halo = self.model.halo
+        strip = self.strip or max(64, min(1024, 256 * 1024 // width))
+        if strip >= height:  # one strip: the network's output is the result, no copy into ``out``
+            with self._autocast():
+                feats = self.model(image.contiguous(memory_format=torch.channels_last), "ref")
+            return feats.to(self.dtype).contiguous(memory_format=torch.channels_last)[0]  # (C, H, W), channels-last
         out = torch.empty(1, self.model.out_channels, height, width, dtype=self.dtype, device=image.device,
                           memory_format=torch.channels_last)  # allocated in place: no second copy at peak
-        strip = self.strip or max(64, min(1024, 256 * 1024 // width))
         for top in range(0, height, strip):
             bottom = min(height, top + strip)
             y0, y1 = max(0, top - halo), min(height, bottom + halo)

@@ -178,7 +178,12 @@ class CCNet(nn.Module):
         # sqrt of the temperature on each side: <f, g> = temperature * cosine. One multiply by a per-pixel factor
         # (F.normalize's division, then a second multiply, each wrote the whole feature map again)
         norm = torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min(1e-12)  # (N, 1, H, W)
-        return features * (self.log_temperature.exp().sqrt() / norm).to(features.dtype)  # bf16 stays bf16
+        factor = (self.log_temperature.exp().sqrt() / norm).to(features.dtype)  # bf16 stays bf16
+        if torch.is_grad_enabled():
+            return features * factor
+        # inference: in place on the fresh output layer result; a new 256-channel map of a 512x512 reference is
+        # 268 MB of fresh pages (above the mmap threshold), which cost as much as the multiply itself
+        return features.mul_(factor)
 
     def _prepare(self, image: torch.Tensor) -> torch.Tensor:
         return self.input_norm(image) if self.input_norm is not None else image
