@@ -4,10 +4,10 @@ Scores are inner products ``<f_target(c), g_ref(p)> + bias(p)`` (a bias turns an
 product: ``-|f-g|^2 = 2<f,g> - |g|^2 - |f|^2``, with the last term constant per centre).
 
 Centres lie on a grid of spacing ``stride`` at HR scale: centre (m, n) is HR pixel (stride*m, stride*n), as CC-Net's
-training samples them. The search is a blocked matrix product: a block of B x B centres is scored against the union
-of their windows in one GEMM, then each centre's scores outside its own window are masked, so the full cost volume of
-a large image is never held (peak memory ~ B^2 (2R + stride*B)^2 scores). An epipolar mode searches only along a
-line through the centre (a light field's baseline direction), a 1-D search.
+training samples them. The search is a blocked matrix product: a block of B x B centres is scored against the union of
+their windows in one GEMM, then each centre's best is taken within its own window only (``_row_maxima``), so the full
+cost volume of a large image is never held (peak memory ~ B^2 (2R + stride*B)^2 scores). An epipolar mode searches
+only along a line through the centre (a light field's baseline direction), a 1-D search.
 
 Aggregation (``aggregate=k``, k odd): a centre's score for a displacement is the mean of the scores of the k x k
 neighbouring centres (``stride`` apart) for the same displacement, as stereo matchers aggregate costs. It widens the
@@ -26,7 +26,6 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-
 
 
 @dataclass
@@ -88,8 +87,8 @@ def _block_scores(target, ref, *, stride: int, radius: int, ref_bias, block: int
                     scores = torch.matmul(strip[y0 - sy0 : y1 - sy0], feats)  # (h, w, bh*bw)
                 else:  # float32: one product per window row, straight from the strided window, no copy
                     scores = torch.bmm(ref_hwc[y0:y1, x0:x1], feats.expand(y1 - y0, -1, -1))  # (h, w, bh*bw)
-                # per 8x8 block at 512x512 on this CPU: float32 bmm 8.4 ms, matmul 12.7 ms (it copies the window
-                # itself, slowly); bfloat16 copy + matmul 2.6 ms, bmm 3.2 ms, matmul 4.7 ms. The same scores.
+                # per 8x8 block at 512x512 on this CPU, float32: bmm 8.4 ms, matmul 12.7 ms (it copies the window
+                # itself, slowly); bfloat16: matmul on a copied window 2.6 ms, bmm 3.2 ms. The same scores.
                 if ref_bias is not None:
                     scores = scores + ref_bias[y0:y1, x0:x1, None].to(scores.dtype)
                 yield m0, m1, n0, n1, y0, x0, scores.view(y1 - y0, x1 - x0, m1 - m0, n1 - n0)
@@ -163,8 +162,8 @@ def match(
 @functools.lru_cache(maxsize=256)
 def _column_plan(x0: int, w: int, n0: int, n1: int, stride: int, radius: int, device: torch.device):
     """What ``_row_maxima`` needs about a block's window columns, the same for every block of a block column (so
-    built once per block column): (origin, runs, penalty (runs, bw) float 0 / -inf, [(column (bw,), absent (bw,))]
-    per ``end`` offset, outside_x (w, bw) bool). See ``_row_maxima`` for the runs."""
+    built once per block column): (origin, runs, penalty (runs, bw) float 0 / -inf, centre indices (bw,),
+    [(column (bw,), absent (bw,))] per ``end`` offset, outside_x (w, bw) bool). See ``_row_maxima`` for the runs."""
     bw = n1 - n0
     first = n0 * stride - radius - x0  # a: where centre n0's range starts, relative to x0 (may be < 0)
     origin = first % stride  # the first run starts here
@@ -181,7 +180,7 @@ def _column_plan(x0: int, w: int, n0: int, n1: int, stride: int, radius: int, de
         ends.append((column.clamp(0, w - 1), (column < 0) | (column >= w)))
     cx = torch.arange(n0, n1, device=device) * stride  # (bw,)
     outside_x = (torch.arange(x0, x0 + w, device=device)[:, None] - cx[None]).abs() > radius  # (w, bw)
-    return origin, runs, penalty, ends, outside_x
+    return origin, runs, penalty, centre, ends, outside_x
 
 
 @functools.lru_cache(maxsize=256)
@@ -201,17 +200,16 @@ def _row_maxima(scores, *, y0: int, x0: int, rows: tuple[int, int], cols: tuple[
     columns of the next (2 radius + 1 = full * stride + end). One pass takes every run's maximum; only those maxima
     (1/stride of the block) are masked per centre, and the ``end`` columns and the fewer than ``stride`` columns at
     either side of the runs are read on their own. This replaces a masked pass over the whole block and its maximum
-    (three block-sized passes): per 8x8 block at 512x512, 1.2 ms instead of 2.0 ms in float32 and 1.4 ms instead
-    of 3.5 ms in bfloat16 (the same maxima)."""
+    (three block-sized passes): per 8x8 block at 512x512, 1.0-1.2 ms instead of 1.8-2.1 ms in float32 and
+    1.2-1.5 ms instead of 3.3-3.5 ms in bfloat16 over several runs (the same maxima)."""
     h, w, bh, bw = scores.shape
     device = scores.device
-    origin, runs, penalty, ends, outside_x = _column_plan(x0, w, *cols, stride, radius, device)
+    origin, runs, penalty, centre, ends, outside_x = _column_plan(x0, w, *cols, stride, radius, device)
     best = None
     if runs > 0:
         in_runs = scores[:, origin : origin + runs * stride].view(h, runs, stride, bh, bw)  # (h, runs, stride, bh, bw)
         run_max = in_runs.amax(dim=2).float()  # (h, runs, bh, bw), fresh
         best = run_max.add_(penalty[None, :, None, :]).amax(dim=1)  # (h, bh, bw)
-    centre = torch.arange(bw, device=device)
     for column, absent in ends:
         values = scores[:, column, :, centre].permute(1, 2, 0).float()  # (bw, h, bh) -> (h, bh, bw)
         values = values.masked_fill(absent, float("-inf"))
@@ -256,6 +254,14 @@ def _row_candidates(target, ref, *, stride: int, radius: int, ref_bias, block: i
     return out
 
 
+def _present_mean(values: torch.Tensor, present: torch.Tensor, size: int, pad: tuple[int, int, int, int]):
+    """Per plane, the mean of ``values`` over each size x size window's ``present`` entries: values, present
+    (P, H, W), ``pad`` (left, right, top, bottom) zeros added first -> (P, H', W'). The ratio of two box means over
+    the same window, whose fixed divisor cancels; 0 where nothing in the window is present."""
+    box = lambda x: F.avg_pool2d(F.pad(x[None], pad), size, stride=1)[0]  # noqa: E731
+    return box(values.masked_fill(~present, 0.0)) / box(present.to(values.dtype)).clamp_min(1e-6)
+
+
 def _box_mean(target, ref_hwc, ref_bias, shifts, *, stride, rows_ext, cols_ext, rows_core, cols_core, half):
     """Aggregated scores of the core centres at shared displacements ``shifts`` (D, 2) as (dx, dy) -> (D, bh, bw):
     per displacement, the mean raw score over the (2 half + 1)^2 neighbouring centres whose position lies inside
@@ -278,14 +284,10 @@ def _box_mean(target, ref_hwc, ref_bias, shifts, *, stride, rows_ext, cols_ext, 
     raw = raw.view(flat.shape[0], flat.shape[1], len(shifts)).permute(2, 0, 1)  # (D, eh, ew)
     if ref_bias is not None:
         raw = raw + ref_bias.reshape(-1)[flat].permute(2, 0, 1).float()
-    raw = raw.masked_fill(~inside, 0.0)
-    # box means over the (2 half + 1)^2 neighbours, zero where a neighbour lies outside the centre grid (padded):
-    # their ratio is the mean over the neighbours that exist. One pooling each instead of 4 half + 2 slice adds.
+    # neighbours outside the centre grid are padding, so count as absent
     pad = (f0 - (n0 - half), (n1 + half) - f1, e0 - (m0 - half), (m1 + half) - e1)  # left, right, top, bottom
-    box = lambda values: F.avg_pool2d(F.pad(values[None], pad), 2 * half + 1, stride=1)[0]  # noqa: E731  (D, bh, bw)
-    total, count = box(raw), box(inside.to(raw.dtype))
     own = inside[:, m0 - e0 : m1 - e0, n0 - f0 : n1 - f0]
-    return (total / count.clamp_min(1e-6)).masked_fill(~own, float("-inf"))
+    return _present_mean(raw, inside, 2 * half + 1, pad).masked_fill(~own, float("-inf"))  # (D, bh, bw)
 
 
 def _match_aggregated(target, ref, *, stride, radius, ref_bias, block, subpixel, size, candidates) -> Matches:
@@ -446,11 +448,11 @@ def _match_line(target, ref, *, stride, search_range, ref_bias, direction, subpi
         cand_x = (xs[:, None] + steps[None] * dx).expand(m1 - m0, -1, -1)  # (R, Nx, K)
         cand_y = ys + (steps * dy).expand(cols, -1)  # (R, Nx, K)
         major, minor = (cand_x, cand_y) if horizontal else (cand_y, cand_x)
-        major, low = major.round().long(), minor.floor()  # (R, Nx, K) whole pixels; the tap below on the minor axis
-        frac = minor - low
+        low = minor.floor()  # (R, Nx, K): the tap below on the minor axis
+        major, frac, low = major.round().long(), minor - low, low.long()  # whole pixels and the weight of the tap above
         feats = target[:, m0:m1].permute(1, 2, 0).reshape(-1, channels, 1).float()  # (R*Nx, C, 1)
         total = torch.zeros(m1 - m0, cols, len(steps), device=target.device)  # (R, Nx, K)
-        for tap, weight in ((low.long(), 1.0 - frac), (low.long() + 1, frac)):
+        for tap, weight in ((low, 1.0 - frac), (low + 1, frac)):
             px, py = (major, tap) if horizontal else (tap, major)
             present = (px >= 0) & (px < width) & (py >= 0) & (py < height)  # zero padding outside the image
             index = (py.clamp(0, height - 1) * width + px.clamp(0, width - 1)).reshape(-1)  # (R*Nx*K,)
@@ -461,11 +463,10 @@ def _match_line(target, ref, *, stride, search_range, ref_bias, direction, subpi
             total += torch.where(present, weight, 0.0) * values
         scores[m0:m1] = total
         inside[m0:m1] = (cand_x >= 0) & (cand_x <= width - 1) & (cand_y >= 0) & (cand_y <= height - 1)
-    if aggregate > 1:  # per step, the mean over the neighbouring centres whose candidate lies inside (the ratio of
-        # two box means over the same window: its fixed divisor cancels)
-        box = lambda x: F.avg_pool2d(x.permute(2, 0, 1)[:, None], aggregate, 1, aggregate // 2,  # noqa: E731
-                                     count_include_pad=True)[:, 0].permute(1, 2, 0)  # (Ny, Nx, K) box means
-        scores = box(scores.masked_fill(~inside, 0.0)) / box(inside.float()).clamp_min(1e-6)
+    if aggregate > 1:  # per step, the mean over the neighbouring centres whose candidate lies inside
+        half = aggregate // 2
+        scores = _present_mean(scores.permute(2, 0, 1), inside.permute(2, 0, 1), aggregate,
+                               (half, half, half, half)).permute(1, 2, 0)  # (K, Ny, Nx) planes -> (Ny, Nx, K)
     scores = scores.masked_fill(~inside, float("-inf"))
     best, index = scores.max(dim=-1)  # (Ny, Nx)
     k = steps[index]

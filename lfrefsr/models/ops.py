@@ -64,10 +64,9 @@ def fold_batch_norm(convs: nn.ModuleList | nn.Sequential, norms: nn.ModuleList |
     fewer per layer, and the convolution's post-ops can then fuse what follows."""
     from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-    pairs = zip(range(len(convs)), range(len(norms))) if norms is not None else \
-        ((i, i + 1) for i in range(len(convs) - 1))
-    for i, j in pairs:
-        holder = convs if norms is None else norms
+    holder, offset = (convs, 1) if norms is None else (norms, 0)  # where convs[i]'s norm is: holder[i + offset]
+    for i in range(len(holder) - offset):
+        j = i + offset
         conv, norm = convs[i], holder[j]
         if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and not norm.training:
             convs[i] = fuse_conv_bn_eval(conv, norm)
