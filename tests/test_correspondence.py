@@ -33,6 +33,38 @@ def test_engine_argmax_equals_brute_force_for_any_stride_and_range(stride, searc
                                brute_force(target, ref, stride=stride, search_range=search_range))
 
 
+@pytest.mark.parametrize("group", [1, 5, 7, 64])
+def test_engine_argmax_equals_brute_force_for_any_row_group(group):
+    # the reference is streamed ``group`` rows at a time: a group that splits centre rows' ranges unevenly, one row,
+    # and one group taller than the image all give the whole-window argmax
+    torch.manual_seed(group)
+    target, ref = torch.randn(5, 9, 8), torch.randn(5, 9 * 4 + 5, 8 * 4 + 3)
+    bias = torch.randn(ref.shape[1:])
+    found = match(target, ref, stride=4, search_range=6, block=3, group=group, ref_bias=bias)
+    torch.testing.assert_close(found.position, brute_force(target, ref, stride=4, search_range=6, ref_bias=bias))
+
+
+@pytest.mark.parametrize("group", [2, 9])
+def test_row_candidates_are_each_centres_k_best_rows(group):
+    from lfrefsr.correspondence.engine import _row_candidates
+
+    torch.manual_seed(group)
+    stride, radius, k = 4, 5, 3
+    target, ref = torch.randn(5, 6, 7), torch.randn(5, 6 * 4 + 3, 7 * 4 + 2)
+    found = _row_candidates(target, ref, stride=stride, radius=radius, ref_bias=None, block=3, k=k, group=group)
+    height, width = ref.shape[1:]
+    for m in range(6):
+        for n in range(7):
+            cy, cx = m * stride, n * stride
+            ys = torch.arange(max(0, cy - radius), min(height, cy + radius + 1))
+            xs = torch.arange(max(0, cx - radius), min(width, cx + radius + 1))
+            scores = torch.einsum("c,cyx->yx", target[:, m, n], ref[:, ys][:, :, xs])  # (rows, cols) of the window
+            row_best, column = scores.max(dim=1)
+            top = row_best.topk(k).indices  # the k best rows, best first
+            expected = torch.stack([xs[column[top]] - cx, ys[top] - cy])  # (2, k) as (dx, dy)
+            torch.testing.assert_close(found[:, :, m, n].t(), expected)
+
+
 def _noisy_shifted_grid(seed: int, noise: float):
     """Target centre features = the reference's at a constant displacement (+3, -2), plus noise strong enough that
     single centres go astray."""
