@@ -8,14 +8,16 @@ from lfrefsr.filters import gaussian_kernel, separable_blur
 from lfrefsr.models.ccnet import LocalContrastNorm
 
 
-@pytest.mark.parametrize("sigma", [0.5, 2.0])
-def test_separable_blur_equals_the_2d_gaussian_convolution(sigma):
+@pytest.mark.parametrize("sigma, shape", [(0.5, (2, 3, 11, 17)), (2.0, (2, 3, 11, 17)), (3.0, (1, 2, 40, 33)),
+                                          (8.0, (1, 3, 70, 45))])
+def test_separable_blur_equals_the_2d_gaussian_convolution(sigma, shape):
+    # sizes that are not whole blocks of the banded products (16 or 32), in both directions, several blocks each
     torch.manual_seed(0)
     kernel = gaussian_kernel(sigma)
     r = (kernel.numel() - 1) // 2
-    image = torch.rand(2, 3, 11, 17)
+    image = torch.rand(shape)
     padded = F.pad(image, (r, r, r, r), mode="replicate")
-    expected = F.conv2d(padded, torch.outer(kernel, kernel).expand(3, 1, -1, -1), groups=3)  # (2, 3, 11, 17)
+    expected = F.conv2d(padded, torch.outer(kernel, kernel).expand(shape[1], 1, -1, -1), groups=shape[1])
     torch.testing.assert_close(separable_blur(image, kernel), expected, rtol=1e-5, atol=1e-6)
     if sigma == 2.0:  # bf16 input: float32 output, computed in float32
         out = separable_blur(image.bfloat16(), kernel)

@@ -65,8 +65,13 @@ class LocalContrastNorm(nn.Module):
         with torch.autocast(x.device.type, enabled=False):
             x = x.float()
             centred = x - separable_blur(x, self.kernel)
-            std = separable_blur(centred * centred, self.kernel).clamp_min(0).sqrt()
-            return (centred / (std + self.eps)).contiguous(memory_format=torch.channels_last)
+            variance = separable_blur(centred * centred, self.kernel)
+            if torch.is_grad_enabled():
+                return (centred / (variance.clamp_min(0).sqrt() + self.eps)).contiguous(
+                    memory_format=torch.channels_last)
+            # inference: in place on the fresh blur, and the quotient written channels-last at once (no copy after)
+            std = variance.clamp_min_(0).sqrt_().add_(self.eps)
+            return torch.div(centred, std, out=torch.empty_like(centred, memory_format=torch.channels_last))
 
 
 class _Tower(nn.Module):
