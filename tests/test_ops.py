@@ -37,6 +37,23 @@ def test_conv2d_act_equals_the_eager_ops(monkeypatch, act, with_other, channels_
     torch.testing.assert_close(half.float(), eager, rtol=0.05, atol=0.15)
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("kernel, padding, with_bias", [(9, 4, True), (5, 0, False), ((3, 7), (1, 3), True)])
+def test_conv2d_few_outputs_equals_the_convolution(monkeypatch, channels_last, kernel, padding, with_bias):
+    # kernel rows summed at their offsets: a row or padding off by one fails; a non-square kernel catches a swap
+    torch.manual_seed(0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(2, 6, 17, 13).contiguous(memory_format=layout)
+    kh, kw = (kernel, kernel) if isinstance(kernel, int) else kernel
+    weight, bias = torch.randn(3, 6, kh, kw), torch.randn(3) if with_bias else None
+    with torch.inference_mode():
+        rows = ops.conv2d_few_outputs(x, weight, bias, padding=padding)
+        direct = _eager(monkeypatch, lambda: ops.conv2d_few_outputs(x, weight, bias, padding=padding))
+    torch.testing.assert_close(direct, torch.nn.functional.conv2d(x, weight, bias, padding=padding))
+    assert rows.shape == direct.shape  # outputs of ~20 from 486 products: float32 rounding of order 1e-5
+    torch.testing.assert_close(rows, direct, rtol=1e-5, atol=1e-4)
+
+
 def test_conv2d_act_keeps_gradients_when_training():
     x = torch.randn(1, 3, 6, 6, requires_grad=True)
     out = ops.conv2d_act(x, torch.randn(2, 3, 3, 3), None, padding=1, act="relu", other=torch.randn(1, 2, 6, 6))

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lfrefsr.models.ops import conv2d_act, fold_batch_norm
+from lfrefsr.models.ops import conv2d_act, conv2d_few_outputs, fold_batch_norm
 
 
 class _ResidualBlock(nn.Module):
@@ -98,7 +98,8 @@ class SRResNetNN(nn.Module):
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """(N, 3, h, w) -> (N, 3, h*scale, w*scale)."""
-        sr = self.tail(self.upsample(self.features(lr)))
+        sr = conv2d_few_outputs(self.upsample(self.features(lr)), self.tail.weight, self.tail.bias,
+                                padding=self.tail.padding)  # the 9x9 tail to RGB
         if self.residual:
             sr = sr + F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
         return sr
