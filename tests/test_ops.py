@@ -54,6 +54,17 @@ def test_conv2d_few_outputs_equals_the_convolution(monkeypatch, channels_last, k
     torch.testing.assert_close(rows, direct, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("size", [(8, 6), (9, 7)])
+def test_max_pool_x2_equals_the_pooling(dtype, size):
+    # odd sizes drop the last row and column as the pooling does
+    torch.manual_seed(0)
+    x = torch.randn(2, 5, *size).to(dtype).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        pooled = ops.max_pool_x2(x)
+    assert torch.equal(pooled, torch.nn.functional.max_pool2d(x, 2))
+
+
 def test_conv2d_act_keeps_gradients_when_training():
     x = torch.randn(1, 3, 6, 6, requires_grad=True)
     out = ops.conv2d_act(x, torch.randn(2, 3, 3, 3), None, padding=1, act="relu", other=torch.randn(1, 2, 6, 6))

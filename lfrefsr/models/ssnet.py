@@ -42,7 +42,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lfrefsr.models.ops import conv2d_act
+from lfrefsr.models.ops import conv2d_act, max_pool_x2
 
 GUIDE_CHANNELS = {"reference": 3, "estimate": 3, "trust": 1}  # hr_in_channels=7, in this order
 
@@ -87,7 +87,7 @@ class SSNet(nn.Module):
         """(N, hr_in_channels, P, P) -> [F_HR(0) (N, c, P, P), F_HR(1) (N, c, P/2, P/2), ..., F_HR(L)]."""
         feats = [self.hr_head(ref)]
         for block in self.hr_blocks:
-            feats.append(F.max_pool2d(conv2d_act(feats[-1], block.weight, block.bias, padding=1, act="relu"), 2))
+            feats.append(max_pool_x2(conv2d_act(feats[-1], block.weight, block.bias, padding=1, act="relu")))
         return feats
 
     def _mask(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
