@@ -181,7 +181,7 @@ def match(
     ``|k| <= search_range``. Otherwise a full 2-D search over ``|dx|, |dy| <= search_range``.
     ``aggregate`` (odd, 1 = off): mean score over ``aggregate`` x ``aggregate`` neighbouring centres per displacement
     (module docstring); ``candidates``: per centre, how many rows the 2-D search keeps for it. ``block`` centre
-    columns and ``group`` reference rows (default 2 * block) are scored per product (``_best_rows``).
+    columns and ``group`` reference rows (default 4 * block) are scored per product (``_best_rows``).
     Features may be bfloat16 (scores then are too); the returned score is the confidence.
     """
     if aggregate < 1 or aggregate % 2 == 0:
