@@ -60,39 +60,38 @@ def _parabola(minus: torch.Tensor, centre: torch.Tensor, plus: torch.Tensor) -> 
     return torch.where(torch.isfinite(offset) & (curvature < 0), offset, torch.zeros_like(offset)).clamp(-0.5, 0.5)
 
 
-def _block_scores(target, ref, *, stride: int, radius: int, ref_bias, block: int, strip_blocks: int = 8):
+def _window_scores(ref_hwc, feats, ref_bias, rows: tuple[int, int], cols: tuple[int, int]) -> torch.Tensor:
+    """Scores of the reference window ``ref_hwc[y0:y1, x0:x1]`` ((H, W, C), channels-last features) against centre
+    features ``feats`` (C, N), plus the window's bias -> (h, w, N), fresh."""
+    (y0, y1), (x0, x1) = rows, cols
+    window = ref_hwc[y0:y1, x0:x1]  # (h, w, C) view, rows strided
+    if window.dtype == torch.float32:  # one product per window row, straight from the strided view, no copy
+        scores = torch.bmm(window, feats.expand(y1 - y0, -1, -1))  # (h, w, N)
+    else:  # bfloat16: one product over a contiguous copy beats a batched one over the strided view
+        scores = torch.matmul(window.contiguous(), feats)  # (h, w, N)
+    # per 8x8 block at 512x512 on this CPU, float32: bmm 8.4 ms, matmul 12.7 ms (it copies the window itself,
+    # slowly); bfloat16: matmul on a copied window 2.6 ms, bmm 3.2 ms. The same scores.
+    if ref_bias is not None:
+        scores += ref_bias[y0:y1, x0:x1, None].to(scores.dtype)
+    return scores
+
+
+def _block_scores(target, ref, *, stride: int, radius: int, ref_bias, block: int):
     """Yield (m0, m1, n0, n1, y0, x0, scores (h, w, bh, bw)): each block of centres scored against the union of
-    their windows in one GEMM; the caller applies each centre's own window. Blocks come column by column."""
+    their windows in one GEMM; the caller applies each centre's own window (``match_topk``)."""
     channels, rows, cols = target.shape
     _, height, width = ref.shape
     ref_hwc = ref.permute(1, 2, 0).contiguous()  # (H, W, C): window rows are contiguous, no copy per block
-    copy = ref_hwc.dtype != torch.float32
-    for n0 in range(0, cols, block):
-        n1 = min(n0 + block, cols)
-        x0, x1 = max(0, n0 * stride - radius), min(width, (n1 - 1) * stride + radius + 1)
-        for s0 in range(0, rows, block * strip_blocks):  # block rows that share one copied strip
-            s1 = min(rows, s0 + block * strip_blocks)
-            sy0, sy1 = max(0, s0 * stride - radius), min(height, (s1 - 1) * stride + radius + 1)
-            if copy and sy0 < sy1 and x0 < x1:
-                # bfloat16: the GEMM wants a contiguous window. One copy of the strip of reference columns that all
-                # these blocks search (at most strip_blocks blocks tall, to bound memory); each block's window is
-                # then a contiguous row range of it. Copying each window instead copied every pixel ~16 times.
-                strip = ref_hwc[sy0:sy1, x0:x1].contiguous()  # (sh, w, C)
-            for m0 in range(s0, s1, block):
-                m1 = min(m0 + block, rows)
-                y0, y1 = max(0, m0 * stride - radius), min(height, (m1 - 1) * stride + radius + 1)
-                if y0 >= y1 or x0 >= x1:
-                    continue
-                feats = target[:, m0:m1, n0:n1].reshape(channels, -1)  # (C, bh*bw)
-                if copy:  # one product over the contiguous window
-                    scores = torch.matmul(strip[y0 - sy0 : y1 - sy0], feats)  # (h, w, bh*bw)
-                else:  # float32: one product per window row, straight from the strided window, no copy
-                    scores = torch.bmm(ref_hwc[y0:y1, x0:x1], feats.expand(y1 - y0, -1, -1))  # (h, w, bh*bw)
-                # per 8x8 block at 512x512 on this CPU, float32: bmm 8.4 ms, matmul 12.7 ms (it copies the window
-                # itself, slowly); bfloat16: matmul on a copied window 2.6 ms, bmm 3.2 ms. The same scores.
-                if ref_bias is not None:
-                    scores = scores + ref_bias[y0:y1, x0:x1, None].to(scores.dtype)
-                yield m0, m1, n0, n1, y0, x0, scores.view(y1 - y0, x1 - x0, m1 - m0, n1 - n0)
+    for m0 in range(0, rows, block):
+        for n0 in range(0, cols, block):
+            m1, n1 = min(m0 + block, rows), min(n0 + block, cols)
+            y0, y1 = max(0, m0 * stride - radius), min(height, (m1 - 1) * stride + radius + 1)
+            x0, x1 = max(0, n0 * stride - radius), min(width, (n1 - 1) * stride + radius + 1)
+            if y0 >= y1 or x0 >= x1:
+                continue
+            feats = target[:, m0:m1, n0:n1].reshape(channels, -1)  # (C, bh*bw)
+            scores = _window_scores(ref_hwc, feats, ref_bias, (y0, y1), (x0, x1))  # (h, w, bh*bw)
+            yield m0, m1, n0, n1, y0, x0, scores.view(y1 - y0, x1 - x0, m1 - m0, n1 - n0)
 
 
 def _best_rows(target, ref, *, stride: int, radius: int, ref_bias, block: int, k: int, group: int | None = None):
@@ -113,7 +112,6 @@ def _best_rows(target, ref, *, stride: int, radius: int, ref_bias, block: int, k
     _, height, width = ref.shape
     group = group or 4 * block  # CPU 32 rows: ~8 MB of scores per product; CUDA (block 32) 128 rows: ~300 MB
     ref_hwc = ref.permute(1, 2, 0).contiguous()  # (H, W, C), no copy when channels-last: window rows are contiguous
-    copy = ref_hwc.dtype != torch.float32
     best = torch.full((k, rows, cols), float("-inf"), device=target.device)
     position = torch.zeros(k, 2, rows, cols, dtype=torch.long, device=target.device)
     last_row = min(height, (rows - 1) * stride + radius + 1)  # no centre reaches below
@@ -130,13 +128,7 @@ def _best_rows(target, ref, *, stride: int, radius: int, ref_bias, block: int, k
             if m0 >= m1:
                 continue
             feats = target[:, m0:m1, n0:n1].reshape(channels, -1)  # (C, bh*bw)
-            window = ref_hwc[y0:y1, x0:x1]  # (g, w, C) view
-            if copy:  # bfloat16: one product over a contiguous copy beats a batched one over the strided view
-                scores = torch.matmul(window.contiguous(), feats)  # (g, w, bh*bw)
-            else:  # float32: one product per window row, straight from the strided view, no copy
-                scores = torch.bmm(window, feats.expand(y1 - y0, -1, -1))  # (g, w, bh*bw)
-            if ref_bias is not None:
-                scores += ref_bias[y0:y1, x0:x1, None].to(scores.dtype)
+            scores = _window_scores(ref_hwc, feats, ref_bias, (y0, y1), (x0, x1))  # (g, w, bh*bw)
             scores = scores.view(y1 - y0, x1 - x0, m1 - m0, n1 - n0)  # (g, w, bh, bw)
             row_best = _row_maxima(scores, y0=y0, x0=x0, rows=(m0, m1), cols=(n0, n1), stride=stride,
                                    radius=radius)  # (g, bh, bw), -inf outside each centre's rows
