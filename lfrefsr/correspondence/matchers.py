@@ -80,9 +80,10 @@ class CCNetMatcher(Matcher):
         self.model, self.reference_input = load_ccnet(weights, device=self.device)
         self.model = self.model.to(memory_format=torch.channels_last)
         self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        # centres per side of a search block. A GPU is bound by kernel launches at 8 (64 blocks at 512x512, ~20 small
-        # kernels each): on an H200, 32 took 0.0125 s against 0.093 s (fp32) with 1.25 GiB peak, the same matches on
-        # 99.95 % of centres (ties between GEMM shapes). The CPU is fastest at 8 (least wasted window area).
+        # centre columns per search product (``engine._best_rows``; 4x as many reference rows). The CPU is fastest
+        # at 8 (512x512, fp32: 0.50 s; 16: 0.51-0.54 s with more wasted window columns; 4: 0.61-0.64 s). A GPU is
+        # bound by kernel launches at small products: with the earlier 8x8-centre blocks, 32x32 took 0.0125 s on an
+        # H200 against 0.093 s at 8 (fp32); the streamed search has not been timed on a GPU yet.
         self.block = block or (32 if str(self.device).startswith("cuda") else 8)
         self.strip = strip
 
