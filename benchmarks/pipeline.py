@@ -17,25 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def make_store(path: Path, grid: int, size: int, seed: int = 0):
-    """A synthetic light field written straight into a store (rendering only; no PNG round trip)."""
-    import numpy as np
-
-    from lfrefsr import protocol
-    from lfrefsr.axes import Kind
-    from lfrefsr.data.synthetic import LayeredScene
-    from lfrefsr.io.store import Store
-
-    scene = LayeredScene(size, size, seed=seed, max_disparity=1.0)
-    store = Store.create(path, kind=Kind.LF, view_shape=(grid, grid), shape_hr=(size, size), scale=8,
-                         dtype=np.uint8, ref=(0, 0), hr_known=np.ones((grid, grid), bool), source="benchmark")
-    for u in range(grid):
-        for v in range(grid):
-            hr = protocol.quantize(scene.render(0, u, v))
-            store.write("hr", (u, v), hr)
-            store.write("lr", (u, v), protocol.make_lr(hr, 8))
-    return store
+from lfrefsr.data.synthetic import lightfield_store
 
 
 def child(mode: str, store_path: str, method: str, workers: int, threads: int) -> dict:
@@ -79,7 +61,7 @@ def main():
     results = {"method": args.method, "size": args.size}
     with tempfile.TemporaryDirectory(prefix="lfrefsr-bench-") as tmp:
         started = time.perf_counter()
-        store8 = make_store(Path(tmp) / "lf8.zarr", 8, args.size)
+        store8 = lightfield_store(Path(tmp) / "lf8.zarr", 8, args.size)
         results["make_8x8_s"] = time.perf_counter() - started
         results["serial_8x8"] = run_child("serial", str(store8.path), args.method, 1, args.threads_serial)
         results["cluster_8x8"] = run_child("cluster", str(store8.path), args.method, args.workers, 1)
@@ -87,7 +69,7 @@ def main():
         # the same cores split the other way: one worker process with all threads (how threads per worker is chosen)
         results["cluster_8x8_one_worker"] = run_child("cluster", str(store8.path), args.method, 1, args.workers)
         if not args.skip_16:
-            store16 = make_store(Path(tmp) / "lf16.zarr", 16, args.size)
+            store16 = lightfield_store(Path(tmp) / "lf16.zarr", 16, args.size)
             results["cluster_16x16"] = run_child("cluster", str(store16.path), args.method, args.workers, 1)
             results["worker_memory_ratio_16_vs_8"] = (max(results["cluster_16x16"]["worker_peak_rss_gib"])
                                                       / max(results["cluster_8x8"]["worker_peak_rss_gib"]))

@@ -2,8 +2,9 @@
 GFLOP/s measured in the same run, end-to-end views/s on an 8x8 light field, and peak RSS.
 
 FLOPs are counted from the operators' shapes (``torch.utils.flop_counter``: convolutions and matrix products).
-Networks are the shipped ones; where a network is not installed, one of the same architecture (its CPU config) with
-random weights stands in -- speed does not depend on the weight values, and the report says so.
+Networks are the shipped ones. ``--precision bf16`` and the bfloat16 matmul reference run only where the device has
+native bfloat16 (``lfrefsr.capability``): elsewhere torch emulates it ~100x slower than float32, so the report says
+"bf16: not native on this CPU", the stages run in float32, and the JSON records the precision that ran.
 """
 
 from __future__ import annotations
@@ -15,22 +16,16 @@ from pathlib import Path
 
 import torch
 
-from lfrefsr.training.common import load_config
+from lfrefsr import capability
 
-PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
+NOT_NATIVE = "not native on this {}"
 
 
 def _network(name: str, device: str):
-    """(model, where it came from): the shipped weights ``name`` (ccnet, sisr, ssnet, ssnet_paper), else random
-    weights of the architecture in ``pipelines/<name>_cpu.yaml``."""
-    from lfrefsr.models import build_model
-    from lfrefsr.weights import load_network, manifest
+    """The shipped network ``name`` (ccnet, sisr, ssnet, ssnet_paper), loaded for inference."""
+    from lfrefsr.weights import load_network
 
-    kind = "ssnet" if name.startswith("ssnet") else name
-    if name in manifest():
-        return load_network(kind, device=device, shipped=name)[0], "shipped"
-    config = load_config(PIPELINES / f"{name}_cpu.yaml")["model"]
-    return build_model(config).eval().to(device), "random (not shipped yet)"
+    return load_network("ssnet" if name.startswith("ssnet") else name, device=device, shipped=name)[0]
 
 
 def peak_rss_gib() -> float:
@@ -40,9 +35,10 @@ def peak_rss_gib() -> float:
     benchmark child started from a parent that had rendered a 4096x4096 scene reported the parent's 11.4 GiB.
     """
     try:
-        for line in open("/proc/self/status"):
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024**2  # kB -> GiB
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024**2  # kB -> GiB
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
@@ -83,7 +79,7 @@ def count_fused_convolutions() -> None:
     convolutions only, so the fused ones would drop out of every stage's FLOPs. Counted as the convolution, as
     aten's are (the fused add and activation, like aten's separate ones, count nothing)."""
     global _FUSED_COUNTED
-    if _FUSED_COUNTED or not hasattr(torch.ops.mkldnn, "_convolution_pointwise"):
+    if _FUSED_COUNTED or not capability.cpu().fused:  # the fused op never runs here
         return
     from torch.utils.flop_counter import conv_flop_count, register_flop_formula
 
@@ -130,12 +126,13 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
     keep_freed_memory()  # the networks below run outside any Method, as under the CLI
 
     scale = 8
-    autocast = lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16,  # noqa: E731
-                                      enabled=precision == "bf16")
-    ccnet, ccnet_source = _network("ccnet", device)
-    sisr, sisr_source = _network("sisr", device)
-    ssnet, ssnet_source = _network("ssnet", device)
-    ssnet_paper, ssnet_paper_source = _network("ssnet_paper", device)
+    bf16_missing = capability.bf16_missing(device)
+    requested, precision = precision, capability.effective_precision(precision, device)
+
+    def autocast():
+        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    ccnet, sisr, ssnet, ssnet_paper = (_network(name, device) for name in ("ccnet", "sisr", "ssnet", "ssnet_paper"))
     flowwarp = FlowWarp(scale, device)
     torch.manual_seed(0)
     # a real-looking pair (DIS flow's cost depends on the content): two frames of a synthetic layered video
@@ -214,11 +211,13 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
                matching_epipolar),
               ("paper: sisr x8 output (residual base)", sisr_output),
               ("paper: ss-net patches + blending (stride 8)", ssnet_patches)]
-    results = {"size": size, "device": device, "precision": precision, "threads": torch.get_num_threads(),
-               "networks": {"ccnet": ccnet_source, "sisr": sisr_source, "ssnet": ssnet_source,
-                            "ssnet_paper": ssnet_paper_source},
+    kind = "GPU" if torch.device(device).type == "cuda" else "CPU"
+    results = {"size": size, "device": device, "precision": precision, "precision_requested": requested,
+               "threads": torch.get_num_threads(), "isa": capability.cpu().isa,
+               "bf16": "native" if bf16_missing is None else NOT_NATIVE.format(kind),
                "matmul_gflops_fp32": matmul_gflops(torch.float32, device),
-               "matmul_gflops_bf16": matmul_gflops(torch.bfloat16, device), "stages": {}}
+               "matmul_gflops_bf16": matmul_gflops(torch.bfloat16, device) if bf16_missing is None else None,
+               "stages": {}}
     for name, fn in stages:
         seconds, flops = measure(fn, device)
         results["stages"][name] = {"seconds": seconds, "gflop": flops / 1e9,
@@ -237,15 +236,11 @@ def _end_to_end(grid: int, size: int, device: str, precision: str) -> dict:
     """refsr over every view of a synthetic grid x grid light field, in this process."""
     import tempfile
 
-    from lfrefsr.weights import manifest
-
-    if not {"sisr", "ssnet"} <= set(manifest()):
-        return {"skipped": "refsr's networks are not all shipped"}
-    from benchmarks.pipeline import make_store  # noqa: F401  (repository checkout only)
+    from lfrefsr.data.synthetic import lightfield_store
     from lfrefsr.pipeline import plan, run_serial
 
     with tempfile.TemporaryDirectory(prefix="lfrefsr-bench-") as tmp:
-        store = make_store(Path(tmp) / "lf.zarr", grid, size)
+        store = lightfield_store(Path(tmp) / "lf.zarr", grid, size)
         summary = run_serial(plan(store), "refsr", device=device, progress=False,
                              method_options={"precision": precision} if precision != "fp32" else None)
     return {"views": summary.done, "seconds": summary.seconds, "views_per_s": summary.views_per_second}
@@ -257,11 +252,12 @@ def table(results: dict) -> str:
     for name, row in results["stages"].items():
         lines.append(f"{name:55s} {row['seconds']:8.3f} {row['gflop']:8.2f} {row['gflops_per_s']:9.1f} "
                      f"{100 * row['gflops_per_s'] / peak:8.0f}%")
+    bf16 = results["matmul_gflops_bf16"]
     lines.append(f"torch matmul GFLOP/s: fp32 {results['matmul_gflops_fp32']:.1f}, "
-                 f"bf16 {results['matmul_gflops_bf16']:.1f}  ({results['threads']} threads, {results['device']})")
+                 f"bf16 {results['bf16'] if bf16 is None else f'{bf16:.1f}'}  ({results['threads']} threads, "
+                 f"{results['device']}, {results['isa']}; stages in {results['precision']})")
     lines.append(f"refsr per view (sum of its stages): {results['refsr_seconds_per_view']:.3f} s a video frame, "
                  f"{results['refsr_seconds_per_view_lightfield']:.3f} s a light-field view")
     if "end_to_end" in results:
         lines.append(f"end to end: {results['end_to_end']}")
-    lines.append(f"networks: {results['networks']}")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ import click
 
 from lfrefsr import __version__
 from lfrefsr.errors import LfrefsrError
-from lfrefsr.modes import Device, ReferenceMode, choices
+from lfrefsr.modes import Device, Precision, ReferenceMode, choices
 
 log = logging.getLogger("lfrefsr")
 
@@ -122,8 +122,10 @@ pattern_options = [
 device_option = click.option("--device", type=click.Choice(choices(Device)), default="auto",
                              show_default=True, callback=_device_check, help="Where models run.")
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace existing output.")
-precision_option = click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32",
-                                show_default=True, help="Learned methods: bf16 autocast on CPU or GPU.")
+precision_option = click.option("--precision", type=click.Choice(choices(Precision)), default="fp32",
+                                show_default=True,
+                                help="Learned methods: bf16 autocast where the CPU or GPU has native bfloat16 "
+                                     "(elsewhere float32 runs, with a warning).")
 variant_option = click.option("--variant", type=click.Choice(["default", "paper"]), default=None,
                                help="refsr: the default variant or the paper's configuration (as refsr_paper).")
 lightfield_option = click.option(
@@ -175,7 +177,50 @@ def _handle_errors(command):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _StderrHandler(logging.StreamHandler):
+    """Log lines to whatever ``sys.stderr`` is when they are written (click's test runner swaps it per call)."""
+
+    def __init__(self):
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value):  # the stream is always the current sys.stderr
+        pass
+
+
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2 (a UsageError)
+
+
+class _OneLineUsageErrors(click.Group):
+    """Usage errors (a bad option value, a missing argument) as one line on stderr and exit 2, like every other
+    error; ``--help`` still shows the usage."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, False, **extra)
+        except _NO_ARGS_IS_HELP as exc:  # a bare group: its help, as click prints it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            command = exc.ctx.command_path if exc.ctx is not None else (prog_name or "lfrefsr")
+            click.echo(f"{command}: error: {exc.format_message()} (see {command} --help)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+@click.group(cls=_OneLineUsageErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lfrefsr")
 @_verbosity
 def cli():
@@ -184,7 +229,7 @@ def cli():
 
     keep_freed_memory()
     if not log.handlers:  # our own logger only: libraries (dask, ...) keep their own settings
-        handler = logging.StreamHandler()
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         log.addHandler(handler)
         if log.level == logging.NOTSET:
@@ -290,7 +335,7 @@ def reconstruct(stores, method, ref, reference, views, workers, threads_per_work
                 precision, variant, lightfield, overwrite):
     """Super-resolve every non-reference view or frame of STORES, written into each store; reruns resume."""
     from lfrefsr.io.store import Store
-    from lfrefsr.pipeline import plan, run_serial
+    from lfrefsr.pipeline import check_method, plan, run_serial
 
     if len(method) != 1:
         raise click.BadParameter("give one method", param_hint="--method")
@@ -299,10 +344,8 @@ def reconstruct(stores, method, ref, reference, views, workers, threads_per_work
     tasks = [task for store in opened
              for task in plan(store, reference_mode=ReferenceMode(reference), ref=ref, views=views or None)]
     options = _method_options(method[0], weights, precision, variant, lightfield)
-    from lfrefsr.methods import get_method
-
     for scale in {store.scale for store in opened}:  # fail fast, before any cluster or store change
-        get_method(method[0], scale=scale, device="cpu", **(options or {}))
+        check_method(method[0], scale, options)
     if workers == 0 and scheduler is None:
         summary = run_serial(tasks, method[0], device=device, overwrite=overwrite, progress=_progress(),
                              method_options=options, threads=threads_per_worker)
@@ -330,18 +373,21 @@ def _resolve_device(device: str, remote: bool = False) -> str:
     return device
 
 
-LEARNED = ("sisr", "refsr", "refsr_paper")
+def _learned(method: str) -> bool:
+    from lfrefsr.methods import method_class
+
+    return method_class(method).learned
 
 
 def _eval_options(methods: list[str], weights, precision: str = "fp32", variant: str | None = None,
                   lightfield: bool | None = None) -> dict | None:
-    if weights is not None and not any(m in LEARNED for m in methods):
+    if weights is not None and not any(_learned(m) for m in methods):
         raise click.BadParameter("none of the methods has weights", param_hint="--weights")
     for name, value, hint in (("--variant", variant, "--variant"), ("--lightfield/--per-view", lightfield,
                                                                     "--lightfield")):
         if value is not None and "refsr" not in methods:
             raise click.BadParameter(f"{name} applies to refsr, which is not among the methods", param_hint=hint)
-    return {m: _method_options(m, weights if m in LEARNED else None, precision,
+    return {m: _method_options(m, weights if _learned(m) else None, precision,
                                *((variant, lightfield) if m == "refsr" else (None, None))) for m in methods}
 
 
@@ -357,7 +403,7 @@ def _method_options(method: str, weights, precision: str = "fp32", variant: str 
             options["ssnet_weights"] = str(weights)
         else:
             raise click.BadParameter(f"method {method!r} has no weights", param_hint="--weights")
-    if precision != "fp32" and method in LEARNED:
+    if precision != Precision.FP32 and _learned(method):
         options["precision"] = precision
     if variant is not None:
         if method != "refsr":
@@ -494,17 +540,20 @@ def train(network, config_path, out, resume, max_steps):
               callback=_device_check, help="Where models run.")
 @precision_option
 @click.option("--end-to-end/--stages-only", default=True, show_default=True,
-              help="Also reconstruct a synthetic 8x8 light field with refsr.")
+              help="Also reconstruct a synthetic GRID x GRID light field with refsr.")
+@click.option("--grid", type=click.IntRange(min=2), default=8, show_default=True,
+              help="Views per side of the end-to-end light field.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results as JSON.")
 @_verbosity
 @_handle_errors
-def bench(size, device, precision, end_to_end, json_path):
+def bench(size, device, precision, end_to_end, grid, json_path):
     """Seconds, FLOPs and GFLOP/s of each refsr stage on one view, beside torch's matmul GFLOP/s."""
     from lfrefsr.bench import run_bench
     from lfrefsr.evaluate import write_json
 
-    results = run_bench(size=size, device=device, precision=precision, end_to_end=end_to_end, echo=click.echo)
+    results = run_bench(size=size, device=device, precision=precision, end_to_end=end_to_end, grid=grid,
+                        echo=click.echo)
     if json_path is not None:
         write_json(results, json_path)
 
@@ -523,7 +572,8 @@ def info(store):
                f"x{opened.scale}  {opened.dtype}  ref {opened.ref}")
     click.echo(f"  HR known for {int(opened.hr_known.sum())} of {opened.hr_known.size}; source {opened.attrs['source']}")
     for method in opened.methods():
-        click.echo(f"  sr/{method}: {int(opened.done(method).sum())} views done")
+        settings = "".join(f", {key} {value}" for key, value in opened.result_attrs(method).items())
+        click.echo(f"  sr/{method}: {int(opened.done(method).sum())} views done{settings}")
 
 
 def main():

@@ -17,7 +17,7 @@ from contextlib import contextmanager, nullcontext
 from tqdm.auto import tqdm
 
 from lfrefsr.errors import LfrefsrError
-from lfrefsr.pipeline import Summary, Task, execute, pending, start_run
+from lfrefsr.pipeline import Summary, Task, execute, pending, run_options, start_run
 
 
 def default_workers(threads_per_worker: int = 1) -> int:
@@ -85,7 +85,8 @@ def run_distributed(
         return summary
     with (nullcontext(client) if client is not None else
           open_client(scheduler, workers=workers, threads_per_worker=threads_per_worker, gpu=device == "cuda")) as client:
-        todo, summary.skipped = start_run(tasks, method_name, overwrite)  # stores change only once connected
+        method_options, settings = run_options(method_name, method_options, device)
+        todo, summary.skipped = start_run(tasks, method_name, overwrite, settings)  # stores change once connected
         futures, previous = {}, {}
         for task in todo:
             after = previous.get((task.store.path, task.reference)) if task.reference_array != "hr" else None

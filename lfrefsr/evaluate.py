@@ -14,7 +14,7 @@ from lfrefsr.errors import LfrefsrError
 from lfrefsr.io.atomic import write_text
 from lfrefsr.io.ingest import ingest_lf, ingest_video
 from lfrefsr.io.store import Store
-from lfrefsr.pipeline import ReferenceMode, plan, run_serial
+from lfrefsr.pipeline import ReferenceMode, check_method, plan, run_options, run_serial
 
 
 def score_store(store: Store, method: str, tasks) -> dict:
@@ -36,21 +36,20 @@ def score_store(store: Store, method: str, tasks) -> dict:
 
 
 def evaluate_store(store: Store, methods: list[str], tasks, *, device="cpu", progress=True, method_options=None) -> dict:
-    from lfrefsr.methods import get_method
-
     for name in methods:  # fail fast, in one line, on a method that cannot run (missing or foreign weights)
-        get_method(name, scale=store.scale, device="cpu", **((method_options or {}).get(name) or {}))
+        check_method(name, store.scale, (method_options or {}).get(name))
     results = {}
     for name in methods:
         started = time.perf_counter()
-        summary = run_serial(tasks, name, device=device, overwrite=True, progress=progress,
-                             method_options=(method_options or {}).get(name))
+        options, settings = run_options(name, (method_options or {}).get(name), device)
+        summary = run_serial(tasks, name, device=device, overwrite=True, progress=progress, method_options=options)
         seconds = time.perf_counter() - started
         if summary.failed:
             label, reason = summary.failed[0]
             raise LfrefsrError(f"{name} failed on {label}: {reason}")
         scores = score_store(store, name, tasks)
         results[name] = {**{k: v for k, v in scores.items() if k != "per_view"},
+                         **settings,  # a learned method's precision: what ran, not what was asked
                          "seconds": seconds / max(len(tasks), 1), "seconds_total": seconds,
                          "per_view": scores["per_view"]}
     return results

@@ -19,5 +19,13 @@ class Device(str, Enum):
     CUDA = "cuda"
 
 
+class Precision(str, Enum):
+    """Arithmetic of the learned methods' networks: float32, or bfloat16 autocast where the device has it natively
+    (``lfrefsr.capability.effective_precision``; elsewhere float32 runs, with a warning)."""
+
+    FP32 = "fp32"
+    BF16 = "bf16"
+
+
 def choices(enum: type[Enum]) -> list[str]:
     return [member.value for member in enum]

@@ -18,10 +18,11 @@ from tqdm.auto import tqdm
 
 from lfrefsr import protocol
 from lfrefsr.axes import Kind
+from lfrefsr.capability import effective_precision
 from lfrefsr.errors import InputError, LfrefsrError
 from lfrefsr.io.store import Store
-from lfrefsr.methods import Method, ViewHint, get_method
-from lfrefsr.modes import ReferenceMode
+from lfrefsr.methods import Method, ViewHint, get_method, method_class
+from lfrefsr.modes import Precision, ReferenceMode
 
 
 @dataclass(frozen=True)
@@ -192,13 +193,34 @@ def pending(tasks: list[Task], method_name: str) -> list[Task]:
     return [task for task in tasks if not done[task.store.path][task.target]]
 
 
-def start_run(tasks: list[Task], method_name: str, overwrite: bool) -> tuple[list[Task], int]:
-    """Create (or with ``overwrite`` recreate) the result arrays; -> the tasks not done yet, and how many are."""
+def check_method(method_name: str, scale: int, options: dict | None) -> None:
+    """Fail fast, in one line, on a method that cannot run with ``options`` (missing or foreign weights, a bad
+    variant): built once on the CPU before any store changes. The precision is left to ``run_options``, which
+    decides it for the run's device."""
+    get_method(method_name, scale=scale, device="cpu",
+               **{key: value for key, value in (options or {}).items() if key != "precision"})
+
+
+def run_options(method_name: str, options: dict | None, device: str) -> tuple[dict | None, dict]:
+    """(``options`` with the precision that runs on ``device``, the settings recorded with the result). A learned
+    method asked for bfloat16 where it is not native runs float32 (one warning line, here, not on every worker)."""
+    if not method_class(method_name).learned:
+        return options, {}
+    precision = effective_precision((options or {}).get("precision", Precision.FP32), device)
+    if options and "precision" in options:
+        options = {**options, "precision": precision}
+    return options, {"precision": precision}
+
+
+def start_run(tasks: list[Task], method_name: str, overwrite: bool,
+              settings: dict | None = None) -> tuple[list[Task], int]:
+    """Create (or with ``overwrite`` recreate) the result arrays, recording ``settings`` (``run_options``); -> the
+    tasks not done yet, and how many are."""
     stores = {task.store.path: task.store for task in tasks}
     for store in stores.values():
         if overwrite:
             store.clear_result(method_name)
-        store.ensure_result(method_name)
+        store.ensure_result(method_name, settings)
     todo = pending(tasks, method_name)
     return todo, len(tasks) - len(todo)
 
@@ -216,7 +238,8 @@ def run_serial(
     """Run ``tasks`` in this process; results and done-markers reach the store as each view finishes."""
     summary = Summary()
     start = time.perf_counter()
-    todo, summary.skipped = start_run(tasks, method_name, overwrite)
+    method_options, settings = run_options(method_name, method_options, device)
+    todo, summary.skipped = start_run(tasks, method_name, overwrite, settings)
     for task in tqdm(todo, desc=method_name, unit="view", disable=not progress):
         try:
             execute(task, method_name, device=device, options=method_options, threads=threads)

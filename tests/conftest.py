@@ -136,3 +136,36 @@ def _restore_log_level():
     level = logger.level
     yield
     logger.setLevel(level)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# CPU capability: both branches on any machine
+# ---------------------------------------------------------------------------------------------------------------
+
+AVX2_ONLY_MISSING = "this CPU has no avx512_bf16, amx_bf16 or avx_ne_convert"
+
+
+@pytest.fixture
+def no_native_bf16(monkeypatch):
+    """This process sees a CPU like an AVX2-only one (AMD Zen 3): no native bfloat16, the fused convolution in
+    float32 only. Warnings start afresh."""
+    import torch
+
+    from lfrefsr import capability
+
+    fake = capability.CpuCapability(isa="AVX2", bf16=False, bf16_missing=AVX2_ONLY_MISSING,
+                                    fused=capability.cpu().fused & {torch.float32})
+    monkeypatch.setattr(capability, "cpu", lambda: fake)
+    monkeypatch.setattr(capability, "_WARNED", set())
+    return fake
+
+
+@pytest.fixture
+def native_bf16(monkeypatch):
+    """Skips where this CPU has no native bfloat16 (the fallback is tested with ``no_native_bf16``)."""
+    from lfrefsr import capability
+
+    if not capability.cpu().bf16:
+        pytest.skip(f"no native bfloat16 here: {capability.cpu().bf16_missing}")
+    monkeypatch.setattr(capability, "_WARNED", set())
+    return capability.cpu()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import click
 import numpy as np
 import pytest
 import torch
 
-from conftest import LF_GRID, LF_SIZE, VIDEO_FRAMES, VIDEO_SIZE, run_cli, snapshot
+from conftest import AVX2_ONLY_MISSING, LF_GRID, LF_SIZE, VIDEO_FRAMES, VIDEO_SIZE, run_cli, snapshot
 from lfrefsr import protocol
 from lfrefsr.cli import cli
 from lfrefsr.errors import StoreError
@@ -195,6 +197,39 @@ def test_reconstruct_resume_and_overwrite(lf_dir, out_dir):
     _no_temporaries(out_dir)
 
 
+def test_reconstruct_bf16_without_native_bf16_runs_float32(lf_dir, out_dir, no_native_bf16):
+    """An AVX2-only CPU: exit 0, one warning line, the result's attributes say fp32, and the result equals
+    --precision fp32 byte for byte."""
+    stores = {precision: _ingest_lf(lf_dir, out_dir / f"{precision}.zarr") for precision in ("bf16", "fp32")}
+    runs = {precision: run_cli(["reconstruct", store.path, "--method", "refsr", "--precision", precision,
+                                "--workers", "0", "-q"]) for precision, store in stores.items()}
+    for run in runs.values():
+        _ok(run)
+    warning = [line for line in runs["bf16"].stderr.splitlines() if line.strip()]
+    assert len(warning) == 1 and "float32" in warning[0] and AVX2_ONLY_MISSING in warning[0]
+    assert runs["fp32"].stderr.strip() == ""
+    for store in stores.values():
+        assert store.result_attrs("refsr") == {"precision": "fp32"}
+    for index in stores["fp32"].views():
+        if index != (0, 0):
+            np.testing.assert_array_equal(stores["bf16"].read_result("refsr", index),
+                                          stores["fp32"].read_result("refsr", index))
+    info = run_cli(["info", stores["bf16"].path])
+    _ok(info)
+    assert "sr/refsr: 8 views done, precision fp32" in info.stdout
+
+
+def test_a_resumed_run_in_another_precision_is_recorded_as_mixed(lf_dir, out_dir, native_bf16):
+    store = _ingest_lf(lf_dir, out_dir / "scene.zarr")
+    _ok(run_cli(["reconstruct", store.path, "--method", "sisr", "--views", "0,1", "--workers", "0", "-q"]))
+    assert store.result_attrs("sisr") == {"precision": "fp32"}
+    _ok(run_cli(["reconstruct", store.path, "--method", "sisr", "--precision", "bf16", "--workers", "0", "-q"]))
+    assert store.result_attrs("sisr") == {"precision": "mixed (bf16, fp32)"}
+    _ok(run_cli(["reconstruct", store.path, "--method", "sisr", "--precision", "bf16", "--workers", "0", "-q",
+                 "--overwrite"]))
+    assert store.result_attrs("sisr") == {"precision": "bf16"}
+
+
 def test_reconstruct_two_stores_in_one_call(lf_dir, frames_dir, out_dir):
     lf_store = _ingest_lf(lf_dir, out_dir / "scene.zarr", "--scale", "4")
     _ok(run_cli(["ingest", "video", frames_dir, out_dir / "clip.h5", "-q"]))
@@ -247,6 +282,17 @@ def test_eval_lf_json(lf_dir, out_dir):
     assert flowwarp["psnr_y"] > bicubic["psnr_y"] and flowwarp["ssim_y"] > bicubic["ssim_y"]
 
 
+def test_eval_records_the_precision_that_ran(lf_dir, out_dir, no_native_bf16):
+    json_path = out_dir / "eval.json"
+    result = run_cli(["eval", "lf", lf_dir, "--json", json_path, "--methods", "bicubic,sisr,refsr", "--grid", "2x2",
+                      "--precision", "bf16", "-q"])
+    _ok(result)
+    assert len([line for line in result.stderr.splitlines() if "warning" in line]) == 1
+    methods = json.loads(json_path.read_text())["methods"]
+    assert "precision" not in methods["bicubic"]
+    assert methods["sisr"]["precision"] == methods["refsr"]["precision"] == "fp32"
+
+
 def test_eval_lf_refsr_light_field_and_per_view(lf_dir, out_dir):
     """--per-view turns refsr's shared-disparity alignment off: on the 3x3 test light field the two differ."""
     psnr = {}
@@ -285,6 +331,16 @@ def test_scale_below_two_is_a_usage_error(command, lf_dir, frames_dir, out_dir):
     result = run_cli([*args, "--scale", "1"])
     assert result.exit_code == 2
     assert "--scale" in result.stderr and "Traceback" not in result.output
+    assert list(out_dir.iterdir()) == []
+
+
+@pytest.mark.parametrize("command", [["reconstruct", "{out}/x.zarr"], ["eval", "lf", "{lf}", "--json", "{out}/e.json"],
+                                     ["eval", "match", "{lf}", "--json", "{out}/e.json"], ["bench"]])
+def test_an_unknown_precision_is_one_line_and_exit_2(command, lf_dir, out_dir):
+    result = run_cli([a.format(lf=lf_dir, out=out_dir) for a in command] + ["--precision", "fp16"])
+    assert result.exit_code == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "--precision" in line and "fp16" in line and "Traceback" not in result.output
     assert list(out_dir.iterdir()) == []
 
 
@@ -334,11 +390,26 @@ def test_demo_runs_the_whole_chain(tmp_path):
 
 
 def test_bench_command_reports_every_stage(tmp_path):
-    """A smoke run of the benchmark (no timing is asserted: benchmarks are not tests)."""
+    """A smoke run of the benchmark, the smallest case, end to end, from a folder outside the repository as an
+    installed package runs (no timing is asserted: benchmarks are not tests)."""
     out = tmp_path / "bench.json"
-    result = run_cli(["bench", "--size", "64", "--stages-only", "--json", str(out), "-q"])
-    assert result.exit_code == 0, result.output
+    command = [sys.executable, "-m", "lfrefsr.cli", "bench", "--size", "64", "--grid", "2", "--json", str(out), "-q"]
+    result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
     doc = json.loads(out.read_text())
     assert len(doc["stages"]) == 12 and all(row["gflop"] >= 0 for row in doc["stages"].values())
     assert 0 < doc["refsr_seconds_per_view"] < doc["refsr_seconds_per_view_lightfield"]
-    assert doc["matmul_gflops_fp32"] > 0 and "GFLOP/s" in result.output
+    assert doc["matmul_gflops_fp32"] > 0 and "GFLOP/s" in result.stdout
+    assert doc["end_to_end"]["views"] == 3 and doc["precision"] == doc["precision_requested"] == "fp32"
+    assert (doc["bf16"] == "native") == (doc["matmul_gflops_bf16"] is not None)
+
+
+def test_bench_bf16_without_native_bf16_measures_float32(tmp_path, no_native_bf16):
+    out = tmp_path / "bench.json"
+    result = run_cli(["bench", "--size", "64", "--stages-only", "--precision", "bf16", "--json", str(out), "-q"])
+    _ok(result)
+    doc = json.loads(out.read_text())
+    assert doc["precision"] == "fp32" and doc["precision_requested"] == "bf16"
+    assert doc["bf16"] == "not native on this CPU" and doc["matmul_gflops_bf16"] is None
+    assert "bf16 not native on this CPU" in result.stdout and "stages in fp32" in result.stdout
+    assert len([line for line in result.stderr.splitlines() if line.strip()]) == 1

@@ -139,6 +139,33 @@ def test_refsr_method_end_to_end(tiny_weights, variant, options):
     assert mask.shape == (1, 72, 88) and ((mask >= 0) & (mask <= 1)).all()
 
 
+@pytest.mark.parametrize("variant", ["default", "paper"])
+def test_refsr_bf16_without_native_bf16_is_the_float32_method(tiny_weights, no_native_bf16, variant):
+    """An AVX2-only CPU: --precision bf16 runs float32, with the float32 result to the bit."""
+    from lfrefsr.methods import ViewHint, get_method
+
+    ssnet = tiny_weights["ssnet" if variant == "default" else "ssnet_paper"]
+    common = dict(scale=8, variant=variant, ccnet_weights=tiny_weights["ccnet"], sisr_weights=tiny_weights["sisr"],
+                  ssnet_weights=ssnet, search_range=12, **({"stride": 8} if variant == "paper" else {}))
+    half, full = get_method("refsr", precision="bf16", **common), get_method("refsr", **common)
+    assert half.precision == "fp32"
+    if variant == "paper":
+        assert half.matcher.dtype == torch.float32
+    torch.manual_seed(0)
+    ref, lr = torch.rand(3, 72, 88), torch.rand(3, 9, 11)
+    hint = ViewHint(grid_offset=(1, 2))
+    torch.testing.assert_close(half(lr, ref, hint), full(lr, ref, hint), rtol=0, atol=0)
+
+
+def test_bf16_methods_run_bf16_where_native(tiny_weights, native_bf16):
+    from lfrefsr.methods import get_method
+
+    refsr = get_method("refsr", scale=8, sisr_weights=tiny_weights["sisr"], ssnet_weights=tiny_weights["ssnet"],
+                       precision="bf16")
+    sisr = get_method("sisr", scale=8, weights=tiny_weights["sisr"], precision="bf16")
+    assert refsr.precision == sisr.precision == "bf16"
+
+
 def test_refsr_refuses_an_ssnet_of_the_other_variant(tiny_weights):
     from lfrefsr.errors import LfrefsrError
     from lfrefsr.methods import get_method

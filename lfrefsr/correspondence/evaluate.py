@@ -75,6 +75,9 @@ def evaluate_match(pair_dirs, methods, *, scale=8, search_range=100, weights=Non
                    precision="fp32", aggregate: int | None = None, progress=True) -> dict:
     """``aggregate``: CC-Net's aggregation size (None: the matcher's default; 1: the paper's per-centre argmax);
     the baselines never aggregate, as in the paper's Table 2."""
+    from lfrefsr.capability import effective_precision
+
+    precision = effective_precision(precision, device)  # what runs, recorded below
     folders = pair_folders(pair_dirs)
     pairs = {folder: load_pair(folder, scale) for folder in folders}
     result = {"kind": "match", "scale": scale, "search_range": search_range, "precision": precision,

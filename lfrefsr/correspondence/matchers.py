@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from lfrefsr import protocol
+from lfrefsr.capability import effective_precision
 from lfrefsr.correspondence import inputs
 from lfrefsr.correspondence.engine import Matches, match
 from lfrefsr.correspondence.zncc import zncc_match
@@ -79,7 +80,8 @@ class CCNetMatcher(Matcher):
 
         self.model, self.reference_input = load_ccnet(weights, device=self.device)
         self.model = self.model.to(memory_format=torch.channels_last)
-        self.dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self.precision = effective_precision(precision, self.device)
+        self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
         # centre columns per search product (``engine._best_rows``; 4x as many reference rows). The CPU is fastest
         # at 8 (512x512, fp32: 0.50 s; 16: 0.51-0.54 s with more wasted window columns; 4: 0.61-0.64 s). A GPU is
         # bound by kernel launches at small products: with the earlier 8x8-centre blocks, 32x32 took 0.0125 s on an

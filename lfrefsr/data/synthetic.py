@@ -275,3 +275,22 @@ def make_lfvideo(frames=3, grid=4, size=(64, 64), *, ref=(0, 0), seed=0, **kw) -
     out = _views(scene, views, lambda view: (view[0], *ref))
     out = {key: value.reshape(frames, rows, cols, *value.shape[1:]) for key, value in out.items()}  # (T, U, V, ...)
     return {**out, "scene": scene}
+
+
+def lightfield_store(path: str | Path, grid: int, size: int, *, seed: int = 0, scale: int = 8):
+    """A synthetic ``grid`` x ``grid`` light field of ``size`` x ``size`` views (``LayeredScene``, disparity up to 1
+    px per view) written straight into a new store at ``path``, LR by the x8 protocol (rendering only; no PNG
+    round trip). -> the opened ``Store``. ``lfrefsr bench`` and ``benchmarks/pipeline.py`` reconstruct it."""
+    from lfrefsr import protocol
+    from lfrefsr.axes import Kind
+    from lfrefsr.io.store import Store
+
+    scene = LayeredScene(size, size, seed=seed, max_disparity=1.0)
+    store = Store.create(path, kind=Kind.LF, view_shape=(grid, grid), shape_hr=(size, size), scale=scale,
+                         dtype=np.uint8, ref=(0, 0), hr_known=np.ones((grid, grid), bool), source="synthetic")
+    for u in range(grid):
+        for v in range(grid):
+            hr = quantize(scene.render(0, u, v))  # (3, H, W) uint8
+            store.write("hr", (u, v), hr)
+            store.write("lr", (u, v), protocol.make_lr(hr, scale))
+    return store

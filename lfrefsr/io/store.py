@@ -86,6 +86,12 @@ class _ZarrBackend:
             return
         target.create_array(leaf, shape=tuple(shape), chunks=tuple(chunks), dtype=dtype, fill_value=0)
 
+    def array_attrs(self, name: str) -> dict:
+        return dict(self._group("r")[name].attrs)
+
+    def update_array_attrs(self, name: str, attrs: dict) -> None:
+        self._group("r+")[name].attrs.update(attrs)
+
     def has(self, name: str) -> bool:
         return name in self._group("r")
 
@@ -168,6 +174,16 @@ class _HDF5Backend:
                 maxshape=(None, *tuple(shape)[1:]),  # the frame count of a video is fixed after decoding
                 compression="gzip", compression_opts=1,
             )
+
+    def array_attrs(self, name: str) -> dict:
+        with self._file("r") as handle:
+            return json.loads(handle[name].attrs.get("lfrefsr", "{}"))
+
+    def update_array_attrs(self, name: str, attrs: dict) -> None:
+        with self._file("r+") as handle:
+            current = json.loads(handle[name].attrs.get("lfrefsr", "{}"))
+            current.update(attrs)
+            handle[name].attrs["lfrefsr"] = json.dumps(current)
 
     def has(self, name: str) -> bool:
         with self._file("r") as handle:
@@ -378,12 +394,22 @@ class Store:
                         compute=compute)
 
     # -- results and done-markers ---------------------------------------------------------------------------------
-    def ensure_result(self, method: str) -> None:
-        """Create ``sr/<method>`` and ``done/<method>`` if absent."""
+    def ensure_result(self, method: str, settings: dict | None = None) -> None:
+        """Create ``sr/<method>`` and ``done/<method>`` if absent, and record the run's ``settings`` (the precision
+        that ran, ...) as the result's attributes. A resumed run with another value than the views already done
+        records both: ``"mixed (bf16, fp32)"``."""
         shape = self.array_shape("sr")
         ones = (1,) * len(self.view_shape)
         self.backend.create_array(f"sr/{method}", shape, (*ones, *shape[len(self.view_shape):]), self.dtype, True)
         self.backend.create_array(f"done/{method}", self.view_shape, ones, "uint8", True)
+        if settings:
+            earlier = self.result_attrs(method) if self.done(method).any() else {}
+            self.backend.update_array_attrs(f"sr/{method}", {key: _merged(earlier.get(key), value)
+                                                             for key, value in settings.items()})
+
+    def result_attrs(self, method: str) -> dict:
+        """What ``ensure_result`` recorded for ``sr/<method>`` ({} for a result written before it did)."""
+        return self.backend.array_attrs(f"sr/{method}") if self.backend.has(f"sr/{method}") else {}
 
     def write_result(self, method: str, index: tuple[int, ...], sr: np.ndarray) -> None:
         """Data first, then the done-marker."""
@@ -405,6 +431,16 @@ class Store:
 
     def read_result(self, method: str, index: tuple[int, ...]) -> np.ndarray:
         return self.read(f"sr/{method}", index)
+
+
+def _merged(earlier, value):
+    """A setting of a resumed run: ``value`` where the earlier views had it too, else ``"mixed (a, b)"``."""
+    if earlier is None or earlier == value:
+        return value
+    text = str(earlier)
+    seen = set(text[len("mixed ("):-1].split(", ")) if text.startswith("mixed (") else {text}
+    seen.add(str(value))
+    return f"mixed ({', '.join(sorted(seen))})" if len(seen) > 1 else value
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ class Method:
     name: ClassVar[str] = ""
     uses_reference: ClassVar[bool] = True
     uses_views: ClassVar[bool] = False  # prepare(ref, views=[(hint, lr), ...]): the LR views sharing the reference
+    learned: ClassVar[bool] = False  # runs trained networks: takes ``precision`` (and weights), records it
 
     def __init__(self, scale: int = 8, device: str | torch.device = "cpu", **options: Any):
         from lfrefsr.runtime import keep_freed_memory
@@ -60,9 +61,12 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def get_method(name: str, **kwargs: Any) -> Method:
+def method_class(name: str) -> type[Method]:
     try:
-        cls = _REGISTRY[name]
+        return _REGISTRY[name]
     except KeyError:
         raise LfrefsrError(f"unknown method {name!r} (available: {', '.join(available())})") from None
-    return cls(**kwargs)
+
+
+def get_method(name: str, **kwargs: Any) -> Method:
+    return method_class(name)(**kwargs)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import torch
 
+from lfrefsr.capability import effective_precision
 from lfrefsr.lightfield import MIN_VIEWS, disparity_hypotheses, estimate_disparity, view_flow
 from lfrefsr.methods.base import Method, ViewHint, register
 from lfrefsr.methods.flowwarp import FlowWarp, back_project
@@ -46,6 +47,7 @@ def flow_guide(aligned: dict) -> torch.Tensor:
 @register
 class RefSR(Method):
     name = "refsr"
+    learned = True
     default_variant = "default"
     uses_views = True  # prepare() takes the other LR views of a light field (their shared disparity)
 
@@ -70,7 +72,7 @@ class RefSR(Method):
         self.epipolar, self.back_project = bool(chosen["epipolar"]), int(chosen["back_project"])
         # the shared disparity needs the light field's LR views: the pipeline reads them only when this is set
         self.uses_views = bool(chosen["lightfield"]) and self.alignment == "flow"
-        self.precision, self.batch, self.tile = precision, batch, tile
+        self.precision, self.batch, self.tile = effective_precision(precision, self.device), batch, tile
         self.sisr, _ = load_network("sisr", sisr_weights, device=str(self.device))
         self.ssnet, _ = load_network("ssnet", ssnet_weights, device=str(self.device),
                                      shipped=NETWORK[self.alignment])
@@ -81,7 +83,7 @@ class RefSR(Method):
             from lfrefsr.correspondence.matchers import get_matcher
 
             self.matcher = get_matcher("ccnet", scale=scale, search_range=search_range, device=str(self.device),
-                                       weights=ccnet_weights, precision=precision,
+                                       weights=ccnet_weights, precision=self.precision,
                                        **({} if chosen["aggregate"] is None else {"aggregate": chosen["aggregate"]}))
             wanted = 3
         if getattr(self.ssnet, "hr_in_channels", 3) != wanted:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from lfrefsr.capability import effective_precision
 from lfrefsr.methods.base import Method, ViewHint, register
 
 
@@ -43,12 +44,13 @@ def resize_to(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 @register
 class SISR(Method):
     name = "sisr"
+    learned = True
     uses_reference = False
 
     def __init__(self, scale: int = 8, device="cpu", *, weights=None, sliding: bool = False, patch: int = 24,
                  stride: int = 2, precision: str = "fp32"):
         super().__init__(scale, device)
-        self.precision = precision
+        self.precision = effective_precision(precision, self.device)
         from lfrefsr.weights import load_network
 
         self.model, _ = load_network("sisr", weights, device=str(self.device))

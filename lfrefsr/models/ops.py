@@ -5,21 +5,35 @@ add and the activation are post-ops of the convolution, so the output is written
 bfloat16 the separate passes cost as much as the convolution (32 -> 32 channels at 512x512: conv + ReLU 3.6 ms
 eager against 2.4 ms fused; conv + conv + ReLU 9.4 against 5.5 ms); in float32 the gain is within noise. It is
 used where autograd is off (inference); training and other devices run the same maths eagerly.
+
+The primitive is private torch API (``torch.ops.mkldnn._convolution_pointwise``): it runs only in the dtypes that
+``lfrefsr.capability`` found it working in on this CPU (none on a torch without it; float32 only on an AVX2-only CPU,
+where oneDNN refuses bfloat16), and an input it refuses falls back to the eager ops, which are the reference.
 """
 
 from __future__ import annotations
+
+import logging
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lfrefsr import capability
+
+log = logging.getLogger("lfrefsr")
 FUSE = True  # tests set it False to compare with the eager ops
 ACTIVATIONS = ("none", "relu", "sigmoid")
 
 
-def _fusable(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    return (FUSE and x.device.type == "cpu" and not torch.is_grad_enabled() and torch.backends.mkldnn.is_available()
-            and hasattr(torch.ops.mkldnn, "_convolution_pointwise") and weight.dim() == 4)
+def _fused_dtype(x: torch.Tensor, weight: torch.Tensor) -> torch.dtype | None:
+    """The dtype the fused primitive would run ``x`` in (the autocast dtype under CPU autocast, as ``F.conv2d``),
+    or None where the eager ops run."""
+    if not (FUSE and x.device.type == "cpu" and not torch.is_grad_enabled() and weight.dim() == 4
+            and weight.dtype in (torch.float32, torch.bfloat16)):
+        return None
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+    return dtype if capability.cpu().fuses(dtype) else None
 
 
 def _pair(value) -> list[int]:
@@ -33,22 +47,23 @@ def conv2d_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     ``F.conv2d`` would (the fused add then happens before rounding to bfloat16)."""
     if act not in ACTIVATIONS:
         raise ValueError(f"act is one of {ACTIVATIONS}, not {act!r}")
-    if _fusable(x, weight):
-        dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
-        if dtype in (torch.float32, torch.bfloat16) and weight.dtype in (torch.float32, torch.bfloat16):
-            x, weight = x.to(dtype), weight.to(dtype)
-            bias = None if bias is None else bias.to(dtype)
-            geometry = (_pair(padding), _pair(stride), _pair(dilation), 1)
+    dtype = _fused_dtype(x, weight)
+    last = torch.channels_last
+    # add + sigmoid is no oneDNN post-op chain here; and unless channels-last the op falls back to an ATen add_relu
+    # that has no bfloat16 kernel
+    if dtype is not None and (other is None or (act != "sigmoid" and x.is_contiguous(memory_format=last)
+                                                and other.is_contiguous(memory_format=last))):
+        geometry = (_pair(padding), _pair(stride), _pair(dilation), 1)
+        fused_bias = None if bias is None else bias.to(dtype)
+        try:
             if other is None:
-                return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, *geometry, act, [], "")
-            last = torch.channels_last
-            if (act != "sigmoid" and x.is_contiguous(memory_format=last)
-                    and other.is_contiguous(memory_format=last)):
-                # add + sigmoid is no oneDNN post-op chain here; and unless channels-last the op falls back to an
-                # ATen add_relu that has no bfloat16 kernel
-                return torch.ops.mkldnn._convolution_pointwise.binary(x, other.to(dtype), weight, bias, *geometry,
-                                                                      "add", None, None if act == "none" else act, [],
-                                                                      "")
+                return torch.ops.mkldnn._convolution_pointwise(x.to(dtype), weight.to(dtype), fused_bias, *geometry,
+                                                               act, [], "")
+            return torch.ops.mkldnn._convolution_pointwise.binary(x.to(dtype), other.to(dtype), weight.to(dtype),
+                                                                  fused_bias, *geometry, "add", None,
+                                                                  None if act == "none" else act, [], "")
+        except RuntimeError as exc:  # a shape or layout the primitive refuses: the eager ops below
+            log.debug("fused convolution refused %s: %s", tuple(x.shape), str(exc).splitlines()[0])
     out = F.conv2d(x, weight, bias, stride, padding, dilation)
     if other is not None:
         out = out.add_(other.to(out.dtype))

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from lfrefsr import protocol
+from lfrefsr.capability import effective_precision
 from lfrefsr.correspondence.inputs import lr_input, ref_input
 from lfrefsr.models import build_model
 from lfrefsr.training.common import save_checkpoint, train_loop
@@ -131,7 +132,8 @@ def train_ccnet(config: dict, out: str | Path, *, resume: bool = False, progress
     photos = load_training_photos([p for p in pair_cfg.photos if p == "skimage" or Path(p).is_dir()])
     mode = train_cfg.get("mode", "dense")
     common = {"scale": pair_cfg.scale, "noise": float(train_cfg.get("noise", 0.0)),
-              "reference_input": config.get("reference_input", "hr"), "precision": train_cfg.get("precision", "fp32")}
+              "reference_input": config.get("reference_input", "hr"),
+              "precision": effective_precision(train_cfg.get("precision", "fp32"))}
 
     def step(rng: np.random.Generator):
         pairs = [sample_pair(rng, photos, pair_cfg) for _ in range(int(train_cfg.get("pairs_per_step", 1)))]

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from lfrefsr import protocol
+from lfrefsr.capability import effective_precision
 from lfrefsr.models import build_model
 from lfrefsr.training.common import save_checkpoint, train_loop
 from lfrefsr.training.pairs import load_training_photos
@@ -42,7 +43,7 @@ def train_sisr(config: dict, out: str | Path, *, resume: bool = False, progress:
     scale = int(config["model"]["scale"])
     photos = load_training_photos([p for p in config["photos"] if p == "skimage" or Path(p).is_dir()])
     patch, batch = int(train_cfg["patch"]), int(train_cfg["batch"])
-    precision = train_cfg.get("precision", "fp32")
+    precision = effective_precision(train_cfg.get("precision", "fp32"))  # bf16 only where native
 
     def step(rng: np.random.Generator):
         hr = random_crops(rng, photos, batch, patch * scale)  # (B, 3, P*s, P*s)

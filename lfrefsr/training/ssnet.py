@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lfrefsr.capability import effective_precision
 from lfrefsr.correspondence.matchers import get_matcher
 from lfrefsr.methods.flowwarp import FlowWarp
 from lfrefsr.methods.refsr import flow_guide
@@ -111,7 +112,7 @@ def train_ssnet(config: dict, out: str | Path, *, resume: bool = False, progress
     photos = load_training_photos([p for p in config["pairs"]["photos"] if p == "skimage" or Path(p).is_dir()])
     pool: PairPool | None = None
     patch, batch = int(train_cfg.get("patch", 8)), int(train_cfg["batch"])
-    precision = train_cfg.get("precision", "fp32")
+    precision = effective_precision(train_cfg.get("precision", "fp32"))  # bf16 only where native
     refresh_every = int(train_cfg.get("refresh_every", 4))
     counter = {"step": 0}
 
