@@ -25,23 +25,22 @@ print("lfrefsr", lfrefsr.__version__, "| development data:", DATA if DATA.is_dir
 
 LIGHTFIELD = [
     ("md", "# Light field: the grid, EPIs, per-view PSNR, crops and errors\n"
-           "Runs on the embedded default (a synthetic 8x8 light field) and, when `../shared/data` is present, on "
-           "the HCI backgammon scene."),
+           "Runs on the HCI backgammon scene when `../shared/data` is present, otherwise on the embedded default "
+           "(a synthetic 8x8 light field)."),
     ("code", SETUP),
     ("code", '''\
 from lfrefsr.demo import LIGHTFIELD, demo_methods, write_inputs
 from lfrefsr.io.ingest import ingest_lf
 from lfrefsr.pipeline import plan, run_serial
-lf_dir, _ = write_inputs(WORK)
-stores = {"embedded": ingest_lf(lf_dir, WORK / "embedded.zarr", progress=False)}
 if (DATA / "lightfields" / "hci-backgammon").is_dir():
-    stores["backgammon"] = ingest_lf(DATA / "lightfields" / "hci-backgammon", WORK / "backgammon.zarr", progress=False)
+    name, store = "backgammon", ingest_lf(DATA / "lightfields" / "hci-backgammon", WORK / "lf.zarr", progress=False)
+else:
+    lf_dir, _ = write_inputs(WORK)
+    name, store = "embedded", ingest_lf(lf_dir, WORK / "lf.zarr", progress=False)
 methods = [m for m in demo_methods()]
-for name, store in stores.items():
-    for method in methods:
-        print(name, run_serial(plan(store), method, progress=False).line())'''),
+for method in methods:
+    print(name, run_serial(plan(store), method, progress=False).line())'''),
     ("code", '''\
-store = stores["backgammon" if "backgammon" in stores else "embedded"]
 best = methods[-1]
 fig, axes = plt.subplots(1, 3, figsize=(15, 5))
 for axis, array in zip(axes, ["lr", best, "hr"]):
@@ -79,7 +78,7 @@ with torch.inference_mode():
 panels = [("reference (HR)", inspect.to_display(store.read("hr", ref_index))),
           ("disparity from the LR views (px per grid step)", disparity)]
 truth = DATA / "lightfields" / "hci-backgammon" / "gt_disp_lowres.pfm"
-if store is stores.get("backgammon") and truth.is_file():
+if name == "backgammon" and truth.is_file():
     from lfrefsr.io.flow import read_pfm
     panels.append(("HCI ground truth, centre view", read_pfm(truth)))
 low, high = np.percentile(disparity, [1, 99])

@@ -375,6 +375,7 @@ def test_device_cuda_without_gpu(command, lf_dir, out_dir):
     assert snapshot(out_dir) == before
 
 
+@pytest.mark.slow  # the demo as a user runs it: 30-45 s on 2 cores
 def test_demo_runs_the_whole_chain(tmp_path):
     """README's first command ends in `lfrefsr demo`: it must work and print the PSNR table and outputs."""
     result = run_cli(["demo", "--out", str(tmp_path / "demo"), "-q"])

@@ -17,6 +17,7 @@ def test_notebooks_are_committed_without_outputs():
                    for cell in notebook.cells if cell.cell_type == "code"), path.name
 
 
+@pytest.mark.slow  # 15-60 s each on 2 cores: every method over a whole light field or clip
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path, tmp_path):
