@@ -49,7 +49,7 @@ def run(size: int, precision: str, search_range: int, weights, content: str = "s
     """``content``: "scene", a synthetic light-field pair (reference view (0, 0), target (4, 4), 3 px disparity per
     grid step), or "noise", uniform noise: the aggregated search's worst case, where the candidates of neighbouring
     centres never coincide."""
-    from lfrefsr import protocol
+    from lfrefsr import capability, protocol
     from lfrefsr.correspondence.matchers import get_matcher
     from lfrefsr.data.synthetic import LayeredScene
     from lfrefsr.runtime import keep_freed_memory
@@ -89,7 +89,9 @@ def run(size: int, precision: str, search_range: int, weights, content: str = "s
         "ref_features_gflops": flops_ref / timings["ref_features_s"] / 1e9,
         "search_gflops_useful": flops_search / timings["search_s"] / 1e9,
         "matmul_gflops_fp32": matmul_gflops(torch.float32),
-        "matmul_gflops_bf16": matmul_gflops(torch.bfloat16),
+        # torch emulates the bfloat16 product ~70x slower where the CPU has no native bfloat16: not measured there
+        "matmul_gflops_bf16": matmul_gflops(torch.bfloat16) if capability.cpu().bf16 else None,
+        "precision_run": matcher.precision,
     })
     return timings
 

@@ -3,7 +3,7 @@ GFLOP/s measured in the same run, end-to-end views/s on an 8x8 light field, and 
 
 FLOPs are counted from the operators' shapes (``torch.utils.flop_counter``: convolutions and matrix products).
 Networks are the shipped ones. ``--precision bf16`` and the bfloat16 matmul reference run only where the device has
-native bfloat16 (``lfrefsr.capability``): elsewhere torch emulates it ~100x slower than float32, so the report says
+native bfloat16 (``lfrefsr.capability``): elsewhere torch emulates it ~70x slower than float32, so the report says
 "bf16: not native on this CPU", the stages run in float32, and the JSON records the precision that ran.
 """
 

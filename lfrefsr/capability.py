@@ -5,7 +5,7 @@ Two things differ between CPUs and decide which code runs (never what it compute
 - **Native bfloat16.** oneDNN's bfloat16 convolutions and matrix products need AVX512BW/VL/DQ or AVX-NE-CONVERT;
   they are fast only with bfloat16 arithmetic in hardware (AVX512-BF16, AMX-BF16, AVX-NE-CONVERT). Without it
   (an AVX2-only CPU such as AMD Zen 3) torch's fused convolution raises ``RuntimeError: mkldnn_convolution: bf16
-  path needs the cpu support ...`` and its bfloat16 matrix product falls back to an emulation ~100x slower than
+  path needs the cpu support ...`` and its bfloat16 matrix product falls back to an emulation ~70x slower than
   float32. ``--precision bf16`` then runs float32, with one warning line (``effective_precision``).
 - **oneDNN's fused convolution + post-ops** (``torch.ops.mkldnn._convolution_pointwise``, a private op; see
   ``lfrefsr.models.ops.conv2d_act``): used per dtype only where a probe of it runs and equals the eager ops.

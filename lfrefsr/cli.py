@@ -133,6 +133,27 @@ lightfield_option = click.option(
     help="refsr on light fields: align with the disparity all views share [default], or each view on its own.")
 weights_option = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
                               help="A checkpoint written by `lfrefsr train` instead of the shipped weights.")
+class _DegradationSpec(click.ParamType):
+    """``--degrade noise=3,jpeg=85``: a ``protocol.Degradation``."""
+
+    name = "spec"
+
+    def convert(self, value, param, ctx):
+        from lfrefsr.protocol import Degradation
+
+        if isinstance(value, Degradation):
+            return value
+        try:
+            return Degradation.parse(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+degrade_option = click.option(
+    "--degrade", type=_DegradationSpec(), default=None,
+    help="Degrade the LR views after the x8 protocol, as a real camera would: comma-separated noise=S (Gaussian, "
+         "S/255), jpeg=Q, h264=CRF, psf=gauss:F (Gaussian of sigma F x scale HR px before decimation), gain=R,G,B; "
+         "seeded. Scores stay against the clean HR.")
 json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
                            help="Where to write the results (SPEC eval JSON).")
 
@@ -453,16 +474,16 @@ methods_option = click.option("--methods", type=METHODS, default="bicubic,flowwa
 @click.argument("src", type=click.Path(path_type=Path))
 @json_option
 @_options(grid_option, origin_option, scale_option, ref_option, methods_option, *pattern_options, device_option,
-          weights_option, precision_option, variant_option, lightfield_option)
+          weights_option, precision_option, variant_option, lightfield_option, degrade_option)
 @_verbosity
 @_handle_errors
 def eval_lf(src, json_path, grid, origin, scale, ref, methods, pattern, index_base, device, weights, precision,
-            variant, lightfield):
+            variant, lightfield, degrade):
     """Every non-reference view of the light field SRC, super-resolved from the reference view."""
     from lfrefsr.evaluate import evaluate_lf, table, write_json
 
     result = evaluate_lf(src, methods, grid=grid, origin=origin, scale=scale, ref=ref, pattern=pattern,
-                         index_base=index_base, device=device, progress=_progress(),
+                         index_base=index_base, device=device, progress=_progress(), degradation=degrade,
                          method_options=_eval_options(methods, weights, precision, variant, lightfield))
     write_json(result, json_path)
     click.echo(table(result))
@@ -471,16 +492,17 @@ def eval_lf(src, json_path, grid, origin, scale, ref, methods, pattern, index_ba
 @eval_group.command("video")
 @click.argument("src", type=click.Path(path_type=Path))
 @json_option
-@_options(scale_option, methods_option, device_option, weights_option, precision_option, variant_option)
+@_options(scale_option, methods_option, device_option, weights_option, precision_option, variant_option,
+          degrade_option)
 @click.option("--max-frames", type=click.IntRange(min=2), default=None, help="Use at most N frames.")
 @_verbosity
 @_handle_errors
-def eval_video(src, json_path, scale, methods, device, weights, precision, variant, max_frames):
+def eval_video(src, json_path, scale, methods, device, weights, precision, variant, degrade, max_frames):
     """Each frame t >= 1 of SRC super-resolved with HR frame t-1 as reference."""
     from lfrefsr.evaluate import evaluate_video, table, write_json
 
     result = evaluate_video(src, methods, scale=scale, max_frames=max_frames, device=device, progress=_progress(),
-                            method_options=_eval_options(methods, weights, precision, variant))
+                            degradation=degrade, method_options=_eval_options(methods, weights, precision, variant))
     write_json(result, json_path)
     click.echo(table(result))
 

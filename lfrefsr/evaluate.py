@@ -15,6 +15,7 @@ from lfrefsr.io.atomic import write_text
 from lfrefsr.io.ingest import ingest_lf, ingest_video
 from lfrefsr.io.store import Store
 from lfrefsr.pipeline import ReferenceMode, check_method, plan, run_options, run_serial
+from lfrefsr.protocol import Degradation
 
 
 def score_store(store: Store, method: str, tasks) -> dict:
@@ -55,27 +56,46 @@ def evaluate_store(store: Store, methods: list[str], tasks, *, device="cpu", pro
     return results
 
 
+def degrade_store(store: Store, degradation: Degradation) -> None:
+    """Replace every LR view of an eval store (HR known everywhere) by its degraded version, in store order (the
+    order of an H.264 stream), and record the degradation in the store's attributes."""
+    views = store.views()
+    lrs = degradation.lr_views([store.read("hr", index) for index in views], store.scale)
+    for index, lr in zip(views, lrs):
+        store.write("lr", index, lr)
+    store.backend.update_attrs({"degrade": degradation.as_json()})
+
+
+def _degraded(result: dict, degradation: Degradation | None) -> dict:
+    return result if degradation is None else {**result, "degrade": degradation.as_json()}
+
+
 def evaluate_lf(src, methods, *, grid=None, origin=(0, 0), scale=8, ref=(0, 0), pattern=None, index_base=None,
-                device="cpu", progress=True, method_options=None) -> dict:
-    """The x8 protocol on a light-field folder: every non-reference view, each method."""
+                device="cpu", progress=True, method_options=None, degradation: Degradation | None = None) -> dict:
+    """The x8 protocol on a light-field folder: every non-reference view, each method; with ``degradation``, the
+    LR views are degraded after the protocol's decimation (scores are against the clean HR)."""
     with tempfile.TemporaryDirectory(prefix="lfrefsr-eval-") as tmp:
         store = ingest_lf(src, Path(tmp) / "eval.zarr", grid=grid, origin=origin, scale=scale, ref=ref,
                           pattern=pattern, index_base=index_base, progress=progress)
+        if degradation is not None:
+            degrade_store(store, degradation)
         tasks = plan(store)
         results = evaluate_store(store, methods, tasks, device=device, progress=progress, method_options=method_options)
-    return {"kind": "lf", "src": str(src), "scale": scale, "grid": list(store.view_shape[-2:]), "ref": list(ref),
-            "shape_hr": list(store.shape_hr), "methods": results}
+    return _degraded({"kind": "lf", "src": str(src), "scale": scale, "grid": list(store.view_shape[-2:]),
+                      "ref": list(ref), "shape_hr": list(store.shape_hr), "methods": results}, degradation)
 
 
 def evaluate_video(src, methods, *, scale=8, max_frames=None, device="cpu", progress=True,
-                   method_options=None) -> dict:
-    """Each frame t >= 1 super-resolved with HR frame t-1 as its reference."""
+                   method_options=None, degradation: Degradation | None = None) -> dict:
+    """Each frame t >= 1 super-resolved with HR frame t-1 as its reference; ``degradation`` as ``evaluate_lf``."""
     with tempfile.TemporaryDirectory(prefix="lfrefsr-eval-") as tmp:
         store = ingest_video(src, Path(tmp) / "eval.zarr", scale=scale, max_frames=max_frames, progress=progress)
+        if degradation is not None:
+            degrade_store(store, degradation)
         tasks = plan(store, reference_mode=ReferenceMode.PREVIOUS)
         results = evaluate_store(store, methods, tasks, device=device, progress=progress, method_options=method_options)
-    return {"kind": "video", "src": str(src), "scale": scale, "frames": store.view_shape[0],
-            "shape_hr": list(store.shape_hr), "methods": results}
+    return _degraded({"kind": "video", "src": str(src), "scale": scale, "frames": store.view_shape[0],
+                      "shape_hr": list(store.shape_hr), "methods": results}, degradation)
 
 
 def write_json(result: dict, path) -> None:

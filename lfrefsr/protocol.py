@@ -6,6 +6,8 @@ LR images are quantised to the store's integer dtype like a real capture; ``quan
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -83,3 +85,150 @@ def stored_lr(hr: torch.Tensor, scale: int, dtype=np.uint8) -> torch.Tensor:
 def make_lr(hr: np.ndarray, scale: int) -> np.ndarray:
     """Integer HR array (..., C, H, W) -> integer LR array of the same dtype, by the protocol."""
     return quantize(downsample(to_float(hr), scale), hr.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Degraded LR views (``eval --degrade SPEC``): the protocol's LR image as a real camera would give it
+# ----------------------------------------------------------------------------------------------------------------
+
+DEGRADE_KEYS = ("psf", "gain", "noise", "jpeg", "h264")
+
+
+@dataclass(frozen=True)
+class Degradation:
+    """What a real LR camera adds to the protocol's LR view, applied in the order a camera applies it: a Gaussian
+    lens PSF on the HR scene (``psf``: sigma in LR pixels, i.e. ``psf * scale`` HR pixels), the protocol's
+    decimation, a per-channel ``gain`` (R, G, B), Gaussian sensor ``noise`` (sigma in 1/255), quantisation to the
+    store's integer type, then compression: ``jpeg`` (quality 1-100, each view) or ``h264`` (CRF 0-51, the views or
+    frames as one stream, in store order). Noise is seeded (``seed``, and the view's position in the sequence).
+
+    ``Degradation.parse("noise=3,jpeg=85")``, ``"psf=gauss:0.6"``, ``"h264=28"``, ``"gain=1.1,0.95,1.0"``."""
+
+    psf: float = 0.0
+    gain: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    noise: float = 0.0
+    jpeg: int | None = None
+    h264: int | None = None
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, spec: str, seed: int = 0) -> Degradation:
+        """``KEY=VALUE`` items separated by commas (``gain`` takes three comma-separated numbers); ValueError with
+        one line naming the bad item."""
+        values: dict = {}
+        items = [item.strip() for item in str(spec).split(",")]
+        while items:
+            item = items.pop(0)
+            key, sep, value = item.partition("=")
+            key = key.strip().lower()
+            if not sep or key not in DEGRADE_KEYS:
+                raise ValueError(f"{item!r} is not KEY=VALUE with KEY one of {', '.join(DEGRADE_KEYS)}")
+            if key in values:
+                raise ValueError(f"{key} given twice")
+            try:
+                if key == "psf":
+                    kind, _, sigma = value.partition(":")
+                    if kind.strip().lower() != "gauss" or not sigma:
+                        raise ValueError
+                    values["psf"] = float(sigma)
+                    if not 0 < values["psf"] <= 4:
+                        raise ValueError
+                elif key == "gain":
+                    gains = (value, items.pop(0), items.pop(0)) if len(items) >= 2 else ()
+                    values["gain"] = tuple(float(g) for g in gains)
+                    if len(values["gain"]) != 3 or not all(0 < g <= 4 for g in values["gain"]):
+                        raise ValueError
+                elif key == "noise":
+                    values["noise"] = float(value)
+                    if not 0 <= values["noise"] <= 64:
+                        raise ValueError
+                else:
+                    values[key] = int(value)
+                    if not (1 <= values[key] <= 100 if key == "jpeg" else 0 <= values[key] <= 51):
+                        raise ValueError
+            except (ValueError, IndexError):
+                ranges = {"psf": "gauss:F with 0 < F <= 4 (sigma in LR pixels)", "gain": "R,G,B each in (0, 4]",
+                          "noise": "a sigma in 1/255 from 0 to 64", "jpeg": "a quality from 1 to 100",
+                          "h264": "a CRF from 0 to 51"}
+                raise ValueError(f"{key}={value}: {key} takes {ranges[key]}") from None
+        if "jpeg" in values and "h264" in values:
+            raise ValueError("jpeg and h264 are two codecs for the same views: give one")
+        return cls(seed=seed, **values)
+
+    def as_json(self) -> dict:
+        """The non-default settings (and the seed), as recorded in the eval JSON."""
+        default = Degradation()
+        out = {key: getattr(self, key) for key in DEGRADE_KEYS if getattr(self, key) != getattr(default, key)}
+        return {**{k: list(v) if isinstance(v, tuple) else v for k, v in out.items()}, "seed": self.seed}
+
+    def lr_views(self, hrs: list[np.ndarray], scale: int) -> list[np.ndarray]:
+        """Integer HR views (C, H, W), in store order -> their degraded integer LR views of the same dtype."""
+        lrs = [self._camera(hr, scale, position) for position, hr in enumerate(hrs)]
+        if self.jpeg is not None:
+            lrs = [_jpeg(lr, self.jpeg) for lr in lrs]
+        if self.h264 is not None:
+            lrs = _h264(lrs, self.h264)
+        return lrs
+
+    def _camera(self, hr: np.ndarray, scale: int, position: int) -> np.ndarray:
+        """Lens, decimation, gain, noise and quantisation of one view."""
+        image = to_float(hr)[None]  # (1, C, H, W)
+        if self.psf:
+            from lfrefsr.filters import gaussian_kernel, separable_blur
+
+            image = separable_blur(image, gaussian_kernel(self.psf * scale))
+        lr = downsample(image, scale)[0]  # (C, h, w)
+        lr = lr * torch.tensor(self.gain[: lr.shape[0]], dtype=lr.dtype).view(-1, 1, 1)
+        if self.noise:
+            rng = np.random.default_rng([self.seed, position])
+            lr = lr + torch.from_numpy(rng.standard_normal(lr.shape, dtype=np.float32)) * (self.noise / 255)
+        return quantize(lr, hr.dtype)
+
+
+def _to_8bit(image: np.ndarray) -> np.ndarray:
+    return image if image.dtype == np.uint8 else quantize(to_float(image), np.uint8)
+
+
+def _from_8bit(image: np.ndarray, dtype) -> np.ndarray:
+    return image if np.dtype(dtype) == np.uint8 else quantize(to_float(image), dtype)
+
+
+def _jpeg(lr: np.ndarray, quality: int) -> np.ndarray:
+    """(C, h, w) integer -> the same after a JPEG round trip at ``quality`` (8-bit, 4:2:0, as cameras write)."""
+    import cv2
+
+    rgb = np.ascontiguousarray(_to_8bit(lr).transpose(1, 2, 0))  # (h, w, C)
+    ok, data = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise InputError(f"JPEG encoding failed at quality {quality}")
+    decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]  # (h, w, 3) RGB
+    return _from_8bit(np.ascontiguousarray(decoded.transpose(2, 0, 1)), lr.dtype)
+
+
+def _h264(lrs: list[np.ndarray], crf: int) -> list[np.ndarray]:
+    """The views as one H.264 stream (libx264, yuv420p, CRF ``crf``), encoded and decoded in memory. Odd sizes are
+    padded by edge replication to even (4:2:0 needs it) and cropped back."""
+    import io
+
+    import av
+
+    _, height, width = lrs[0].shape
+    padded = [np.pad(_to_8bit(lr).transpose(1, 2, 0), ((0, height % 2), (0, width % 2), (0, 0)), mode="edge")
+              for lr in lrs]  # each (h', w', 3)
+    buffer = io.BytesIO()
+    with av.open(buffer, mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=25)
+        stream.width, stream.height = padded[0].shape[1], padded[0].shape[0]
+        stream.pix_fmt = "yuv420p"
+        stream.options = {"crf": str(int(crf)), "preset": "medium"}
+        for frame in padded:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    buffer.seek(0)
+    with av.open(buffer, mode="r") as container:
+        decoded = [frame.to_ndarray(format="rgb24")[:height, :width] for frame in container.decode(video=0)]
+    if len(decoded) != len(lrs):
+        raise InputError(f"H.264 round trip returned {len(decoded)} of {len(lrs)} views")
+    return [_from_8bit(np.ascontiguousarray(frame.transpose(2, 0, 1)), lr.dtype) for frame, lr in zip(decoded, lrs)]

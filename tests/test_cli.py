@@ -293,6 +293,27 @@ def test_eval_records_the_precision_that_ran(lf_dir, out_dir, no_native_bf16):
     assert methods["sisr"]["precision"] == methods["refsr"]["precision"] == "fp32"
 
 
+@pytest.mark.parametrize("command", [["eval", "lf", "{lf}"], ["eval", "video", "{frames}"]])
+def test_eval_degrade_records_the_spec_and_scores_against_clean_hr(command, lf_dir, frames_dir, out_dir):
+    args = [a.format(lf=lf_dir, frames=frames_dir) for a in command]
+    scores = {}
+    for name, extra in (("clean", []), ("noisy", ["--degrade", "noise=8,jpeg=60"])):
+        _ok(run_cli([*args, "--json", out_dir / f"{name}.json", "--methods", "bicubic", "-q", *extra]))
+        scores[name] = json.loads((out_dir / f"{name}.json").read_text())
+    assert "degrade" not in scores["clean"]
+    assert scores["noisy"]["degrade"] == {"noise": 8.0, "jpeg": 60, "seed": 0}
+    assert scores["noisy"]["methods"]["bicubic"]["psnr_rgb"] < scores["clean"]["methods"]["bicubic"]["psnr_rgb"]
+
+
+@pytest.mark.parametrize("spec", ["noise=3,jpeg=200", "blur=2", "psf=gauss:x", "gain=1,1"])
+def test_a_bad_degrade_spec_is_one_line_exit_2_and_writes_nothing(spec, lf_dir, out_dir):
+    result = run_cli(["eval", "lf", lf_dir, "--json", out_dir / "e.json", "--degrade", spec])
+    assert result.exit_code == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "--degrade" in line and "Traceback" not in result.output
+    assert list(out_dir.iterdir()) == []
+
+
 def test_eval_lf_refsr_light_field_and_per_view(lf_dir, out_dir):
     """--per-view turns refsr's shared-disparity alignment off: on the 3x3 test light field the two differ."""
     psnr = {}

@@ -59,3 +59,71 @@ def test_scale_checks():
     with pytest.raises(InputError, match="larger than the image"):
         protocol.check_scale(128, (64, 64))
     protocol.check_scale(64, (64, 64))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Degraded LR views (eval --degrade)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _views(n=4, height=64, width=72):
+    return [protocol.quantize(_image(height, width, seed)) for seed in range(n)]  # each (3, H, W) uint8
+
+
+@pytest.mark.parametrize("spec,expected", [
+    ("noise=3,jpeg=85", {"noise": 3.0, "jpeg": 85}),
+    ("psf=gauss:0.6", {"psf": 0.6}),
+    ("h264=28", {"h264": 28}),
+    ("gain=1.1,0.95,1.0, noise=2", {"gain": (1.1, 0.95, 1.0), "noise": 2.0}),
+])
+def test_degradation_specs_parse(spec, expected):
+    degradation = protocol.Degradation.parse(spec, seed=5)
+    assert {key: getattr(degradation, key) for key in expected} == expected and degradation.seed == 5
+    assert set(degradation.as_json()) == {*expected, "seed"}
+
+
+@pytest.mark.parametrize("spec,word", [("noise=-1", "noise"), ("jpeg=0", "jpeg"), ("jpeg=85.5", "jpeg"),
+                                       ("h264=52", "h264"), ("psf=box:1", "psf"), ("psf=gauss:0", "psf"),
+                                       ("gain=1,2", "gain"), ("blur=2", "KEY"), ("noise", "KEY"),
+                                       ("noise=1,noise=2", "twice"), ("jpeg=90,h264=20", "one")])
+def test_bad_degradation_specs_are_one_line(spec, word):
+    with pytest.raises(ValueError, match=word) as info:
+        protocol.Degradation.parse(spec)
+    assert "\n" not in str(info.value)
+
+
+def test_no_degradation_is_the_protocol():
+    hrs = _views()
+    for hr, lr in zip(hrs, protocol.Degradation().lr_views(hrs, 8)):
+        np.testing.assert_array_equal(lr, protocol.make_lr(hr, 8))
+
+
+def test_each_degradation_changes_the_views_as_it_should():
+    hrs = _views()
+    clean = [protocol.to_float(protocol.make_lr(hr, 4)) for hr in hrs]
+
+    def lr(spec, seed=0):
+        return [protocol.to_float(v) for v in protocol.Degradation.parse(spec, seed).lr_views(hrs, 4)]
+
+    def rms(a, b):
+        return float(torch.stack([(x - y).pow(2).mean() for x, y in zip(a, b)]).mean().sqrt())
+
+    noisy = lr("noise=4")
+    assert 3.0 / 255 < rms(noisy, clean) < 5.0 / 255  # sigma 4/255, quantised
+    assert rms(lr("noise=4"), noisy) == 0 and rms(lr("noise=4", seed=1), noisy) > 0  # seeded
+    assert rms(noisy[:1], noisy[1:2]) > 0  # each view its own noise
+    blurred = lr("psf=gauss:1")  # sigma 4 HR px at x4: the LR view loses contrast
+    assert sum(float(b.std()) for b in blurred) < sum(float(c.std()) for c in clean)
+    gained = lr("gain=1.2,1,0.5")
+    means = torch.stack([g.mean((1, 2)) / c.mean((1, 2)) for g, c in zip(gained, clean)]).mean(0)
+    assert means[0] > 1.1 and abs(float(means[1]) - 1) < 0.01 and abs(float(means[2]) - 0.5) < 0.02
+    for strong, weak in (("jpeg=30", "jpeg=95"), ("h264=35", "h264=0")):  # 4:2:0 chroma: never lossless here
+        coded = lr(strong)
+        assert [c.shape for c in coded] == [c.shape for c in clean]
+        assert rms(coded, clean) > rms(lr(weak), clean) > 0
+
+
+def test_h264_handles_odd_sizes_and_16_bit():
+    hrs = [protocol.quantize(_image(72, 88, seed), np.uint16) for seed in range(3)]  # LR 9 x 11 at x8: odd
+    lrs = protocol.Degradation.parse("h264=20").lr_views(hrs, 8)
+    assert all(lr.shape == (3, 9, 11) and lr.dtype == np.uint16 for lr in lrs)
