@@ -301,15 +301,18 @@ def ingest_lf_command(src, store, grid, origin, scale, ref, pattern, index_base,
 @click.option("--keyframe-every", type=click.IntRange(min=1), default=None,
               help="Keep HR only on every K-th frame (a hybrid camera).")
 @click.option("--max-frames", type=click.IntRange(min=2), default=None, help="Ingest at most N frames.")
+@click.option("--lr", "lr_src", type=click.Path(path_type=Path), default=None,
+              help="The LR camera's stream of the same frames at 1/scale (video file or frame folder): a hybrid "
+                   "video from two streams; its frames replace the protocol's LR frames.")
 @overwrite_option
 @_verbosity
 @_handle_errors
-def ingest_video_command(src, store, scale, keyframe_every, max_frames, overwrite):
+def ingest_video_command(src, store, scale, keyframe_every, max_frames, lr_src, overwrite):
     """Video file or frame folder SRC -> STORE (.zarr or .h5)."""
     from lfrefsr.io.ingest import ingest_video
 
     result = ingest_video(src, store, scale=scale, keyframe_every=keyframe_every, max_frames=max_frames,
-                          overwrite=overwrite, progress=_progress())
+                          lr=lr_src, overwrite=overwrite, progress=_progress())
     click.echo(f"{result.path}: video of {result.view_shape[0]} frames of {result.shape_hr[0]}x{result.shape_hr[1]}, "
                f"x{result.scale}")
 

@@ -147,6 +147,44 @@ def test_ingest_video_keyframe_every(frames_dir, out_dir):
     assert f"HR known for 2 of {VIDEO_FRAMES}" in info.stdout
 
 
+def _lr_stream(frames_dir: Path, folder: Path, *, frames=None, scale=8, noise=0) -> Path:
+    """The frames of ``frames_dir`` at 1/scale as another camera's frame folder (seeded noise on top)."""
+    from lfrefsr.io.images import read_image, write_image
+    from lfrefsr.io.video import frame_files
+
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for path in frame_files(frames_dir)[:frames]:
+        lr = protocol.make_lr(read_image(path), scale).astype(np.int16)
+        write_image(folder / path.name, np.clip(lr + rng.integers(-noise, noise + 1, lr.shape), 0, 255).astype(np.uint8))
+    return folder
+
+
+def test_ingest_video_from_two_streams(frames_dir, out_dir, video_hr):
+    lr_dir = _lr_stream(frames_dir, out_dir.parent / "lr", noise=20)
+    result = run_cli(["ingest", "video", frames_dir, out_dir / "hybrid.zarr", "--lr", lr_dir, "--keyframe-every", "2",
+                      "-q"])
+    _ok(result)
+    store = Store.open(out_dir / "hybrid.zarr")
+    assert store.view_shape == (VIDEO_FRAMES,) and list(store.hr_known) == [True, False, True, False]
+    from lfrefsr.io.images import read_image
+    from lfrefsr.io.video import frame_files
+
+    for t, path in enumerate(frame_files(lr_dir)):
+        np.testing.assert_array_equal(store.read("lr", (t,)), read_image(path))  # the camera's, not the protocol's
+    np.testing.assert_array_equal(store.read("hr", (2,)), video_hr[2])
+
+
+@pytest.mark.parametrize("what", ["count", "size"])
+def test_ingest_video_refuses_an_lr_stream_that_does_not_match(what, frames_dir, out_dir):
+    lr_dir = _lr_stream(frames_dir, out_dir.parent / "lr", **({"frames": 3} if what == "count" else {"scale": 4}))
+    result = run_cli(["ingest", "video", frames_dir, out_dir / "hybrid.zarr", "--lr", lr_dir])
+    assert result.exit_code == 1
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert str(lr_dir) in line and str(frames_dir) in line and ("frames" in line)
+    assert list(out_dir.iterdir()) == []
+
+
 def test_ingest_video_max_frames(frames_dir, out_dir, video_hr):
     store_path = out_dir / "clip.zarr"
     result = run_cli(["ingest", "video", frames_dir, store_path, "--max-frames", "3", "-q"])

@@ -190,10 +190,15 @@ def ingest_video(
     scale: int = 8,
     keyframe_every: int | None = None,
     max_frames: int | None = None,
+    lr: str | Path | None = None,
     overwrite: bool = False,
     progress: bool = True,
 ) -> Store:
-    """A video file or a folder of frames -> a video store; HR kept on every frame or only on keyframes."""
+    """A video file or a folder of frames -> a video store; HR kept on every frame or only on keyframes.
+
+    ``lr``: a second stream (video file or frame folder) of the same frames at 1/``scale``, from the LR camera of a
+    hybrid rig: its frames are the store's LR frames instead of the protocol's. Its frame count and size must match
+    the HR stream's (``height // scale`` x ``width // scale``); a mismatch is refused naming both."""
     from lfrefsr.io import video
 
     src, store_path = _start(src, store_path, overwrite)
@@ -206,6 +211,17 @@ def ingest_video(
         raise InputError(f"a video needs at least 2 frames (a reference and a target), found {count}", src)
     protocol.check_scale(scale, (height, width), src)
     shape_hr = (height - height % scale, width - width % scale)
+    lr_frames = None
+    if lr is not None:
+        lr = Path(lr)
+        lr_count, lr_size = video.probe(lr, max_frames)
+        expected = (height // scale, width // scale)
+        if lr_size != expected:
+            raise InputError(f"LR frames are {lr_size[0]}x{lr_size[1]}, but the HR frames of {src} are "
+                             f"{height}x{width}: at x{scale} the LR frames must be {expected[0]}x{expected[1]}", lr)
+        if count is not None and lr_count is not None and lr_count != count:
+            raise InputError(f"the LR stream has {lr_count} frames, the HR stream {src} has {count}", lr)
+        lr_frames = video.iter_frames(lr, max_frames)
     frames = video.iter_frames(src, max_frames)
     with atomic_path(store_path) as tmp, _lock_removed(tmp):
         written = 0
@@ -214,11 +230,16 @@ def ingest_video(
             if store is None:
                 dtype = hr.dtype
                 capacity = max(count or 0, 2)
-                store = _VideoWriter(tmp, capacity, shape_hr, scale, dtype, src, keyframe_every)
+                store = _VideoWriter(tmp, capacity, shape_hr, scale, dtype, src, keyframe_every, lr)
             if hr.shape[1:] != (height, width):
                 raise InputError(f"frame {t} is {hr.shape[1]}x{hr.shape[2]}, the first is {height}x{width}", src)
-            store.add(t, np.ascontiguousarray(hr[:, : shape_hr[0], : shape_hr[1]]))
+            lr_frame = None if lr_frames is None else next(lr_frames, None)
+            if lr_frames is not None and lr_frame is None:
+                raise InputError(f"the LR stream ends after {t} frames, the HR stream {src} goes on", lr)
+            store.add(t, np.ascontiguousarray(hr[:, : shape_hr[0], : shape_hr[1]]), lr_frame)
             written = t + 1
+        if lr_frames is not None and next(lr_frames, None) is not None:
+            raise InputError(f"the LR stream has more frames than the {written} of the HR stream {src}", lr)
         if written < 2:
             raise InputError(f"a video needs at least 2 frames (a reference and a target), found {written}", src)
         store.finish(written)
@@ -228,7 +249,7 @@ def ingest_video(
 class _VideoWriter:
     """Writes frames as they are decoded; the frame count is fixed (and the arrays resized) at the end."""
 
-    def __init__(self, path, capacity, shape_hr, scale, dtype, src, keyframe_every):
+    def __init__(self, path, capacity, shape_hr, scale, dtype, src, keyframe_every, lr_src=None):
         self.keyframe_every = keyframe_every
         self.capacity = capacity
         self.path = path
@@ -236,20 +257,27 @@ class _VideoWriter:
         self.store = Store.create(
             path, kind=Kind.VIDEO, view_shape=(capacity,), shape_hr=shape_hr, scale=scale, dtype=dtype, ref=None,
             hr_known=np.ones(capacity, bool), source=str(Path(src).absolute()),
-            extra={"keyframe_every": keyframe_every},
+            extra={"keyframe_every": keyframe_every,
+                   **({"lr_source": str(Path(lr_src).absolute())} if lr_src is not None else {})},
         )
         self._backend = self.store.backend
 
     def is_key(self, t: int) -> bool:
         return self.keyframe_every is None or t % self.keyframe_every == 0
 
-    def add(self, t: int, hr: np.ndarray) -> None:
+    def add(self, t: int, hr: np.ndarray, lr: np.ndarray | None = None) -> None:
+        """Frame ``t``: HR (3, H, W) where it is a keyframe; LR (3, h, w) from the LR camera, else by the protocol
+        (of another bit depth: rescaled to the HR's)."""
         if t >= self.capacity:
             self.capacity = max(2 * self.capacity, t + 1)
             self._resize(self.capacity)
         if self.is_key(t):
             self._backend.write("hr", (t,), hr)
-        self._backend.write("lr", (t,), protocol.make_lr(hr, self.scale))
+        if lr is None:
+            lr = protocol.make_lr(hr, self.scale)
+        elif lr.dtype != hr.dtype:
+            lr = protocol.quantize(protocol.to_float(lr), hr.dtype)
+        self._backend.write("lr", (t,), lr)
 
     def _resize(self, frames: int) -> None:
         _resize_leading(self.path, ("hr", "lr"), frames)
