@@ -596,6 +596,12 @@ def info(store):
     click.echo(f"  axes {opened.axes}  views {opened.view_shape}  HR {opened.shape_hr}  LR {opened.shape_lr}  "
                f"x{opened.scale}  {opened.dtype}  ref {opened.ref}")
     click.echo(f"  HR known for {int(opened.hr_known.sum())} of {opened.hr_known.size}; source {opened.attrs['source']}")
+    if "capture" in opened.attrs:  # LR from a camera: its degradation as estimated at ingest
+        from lfrefsr.capture import CaptureEstimate
+
+        found = opened.attrs["capture"]
+        click.echo("  LR camera (estimated): " + (CaptureEstimate.from_json(found).line(opened.scale) if found else
+                                                   "not estimated (no view has both an HR and an LR image)"))
     for method in opened.methods():
         settings = "".join(f", {key} {value}" for key, value in opened.result_attrs(method).items())
         click.echo(f"  sr/{method}: {int(opened.done(method).sum())} views done{settings}")

@@ -56,18 +56,26 @@ def evaluate_store(store: Store, methods: list[str], tasks, *, device="cpu", pro
     return results
 
 
-def degrade_store(store: Store, degradation: Degradation) -> None:
+def degrade_store(store: Store, degradation: Degradation) -> dict | None:
     """Replace every LR view of an eval store (HR known everywhere) by its degraded version, in store order (the
-    order of an H.264 stream), and record the degradation in the store's attributes."""
+    order of an H.264 stream), and record the degradation in the store's attributes. -> the capture's estimate of
+    it (``lfrefsr.capture``), as recorded."""
+    from lfrefsr import capture
+
     views = store.views()
     lrs = degradation.lr_views([store.read("hr", index) for index in views], store.scale)
     for index, lr in zip(views, lrs):
         store.write("lr", index, lr)
     store.backend.update_attrs({"degrade": degradation.as_json()})
+    estimate = capture.record(store)  # what the methods can know: the degradation as the capture shows it
+    return None if estimate is None else estimate.as_json()
 
 
-def _degraded(result: dict, degradation: Degradation | None) -> dict:
-    return result if degradation is None else {**result, "degrade": degradation.as_json()}
+def _degraded(result: dict, degradation: Degradation | None, estimate: dict | None) -> dict:
+    """The eval JSON with the degradation that was applied and the capture's estimate of it."""
+    if degradation is None:
+        return result
+    return {**result, "degrade": degradation.as_json(), "capture_estimate": estimate}
 
 
 def evaluate_lf(src, methods, *, grid=None, origin=(0, 0), scale=8, ref=(0, 0), pattern=None, index_base=None,
@@ -77,12 +85,11 @@ def evaluate_lf(src, methods, *, grid=None, origin=(0, 0), scale=8, ref=(0, 0), 
     with tempfile.TemporaryDirectory(prefix="lfrefsr-eval-") as tmp:
         store = ingest_lf(src, Path(tmp) / "eval.zarr", grid=grid, origin=origin, scale=scale, ref=ref,
                           pattern=pattern, index_base=index_base, progress=progress)
-        if degradation is not None:
-            degrade_store(store, degradation)
+        estimate = degrade_store(store, degradation) if degradation is not None else None
         tasks = plan(store)
         results = evaluate_store(store, methods, tasks, device=device, progress=progress, method_options=method_options)
     return _degraded({"kind": "lf", "src": str(src), "scale": scale, "grid": list(store.view_shape[-2:]),
-                      "ref": list(ref), "shape_hr": list(store.shape_hr), "methods": results}, degradation)
+                      "ref": list(ref), "shape_hr": list(store.shape_hr), "methods": results}, degradation, estimate)
 
 
 def evaluate_video(src, methods, *, scale=8, max_frames=None, device="cpu", progress=True,
@@ -90,12 +97,11 @@ def evaluate_video(src, methods, *, scale=8, max_frames=None, device="cpu", prog
     """Each frame t >= 1 super-resolved with HR frame t-1 as its reference; ``degradation`` as ``evaluate_lf``."""
     with tempfile.TemporaryDirectory(prefix="lfrefsr-eval-") as tmp:
         store = ingest_video(src, Path(tmp) / "eval.zarr", scale=scale, max_frames=max_frames, progress=progress)
-        if degradation is not None:
-            degrade_store(store, degradation)
+        estimate = degrade_store(store, degradation) if degradation is not None else None
         tasks = plan(store, reference_mode=ReferenceMode.PREVIOUS)
         results = evaluate_store(store, methods, tasks, device=device, progress=progress, method_options=method_options)
     return _degraded({"kind": "video", "src": str(src), "scale": scale, "frames": store.view_shape[0],
-                      "shape_hr": list(store.shape_hr), "methods": results}, degradation)
+                      "shape_hr": list(store.shape_hr), "methods": results}, degradation, estimate)
 
 
 def write_json(result: dict, path) -> None:

@@ -14,12 +14,11 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from lfrefsr import protocol
+from lfrefsr import capture, protocol
 from lfrefsr.axes import Kind
 from lfrefsr.errors import InputError, StoreError
 from lfrefsr.io import layouts
 from lfrefsr.io.atomic import atomic_path
-
 from lfrefsr.io.images import image_size, read_image
 from lfrefsr.io.store import Store, remove_lock
 
@@ -175,12 +174,15 @@ def ingest_lf(
             else:
                 sources.append(ViewSource(index, path if (u, v) == tuple(ref) else None, lr_grids[t].files[(u, v)]))
     view_shape = (len(grids), rows, cols) if is_video else (rows, cols)
-    return _write_store(
+    store = _write_store(
         store_path, sources, kind=Kind.LFVIDEO if is_video else Kind.LF, view_shape=view_shape, scale=scale,
         ref=tuple(ref), source=str(src.absolute()), overwrite=overwrite, progress=progress,
         extra={"layout": grids[0].layout, "origin": list(origin), "hybrid": lr_dir is not None,
                "captures": [c.name for c in captures] if is_video else None},
     )
+    if lr_dir is not None:  # a camera's LR views: what its lens and sensor do, from the reference view's pair
+        capture.record(store)
+    return store
 
 
 def ingest_video(
@@ -243,7 +245,10 @@ def ingest_video(
         if written < 2:
             raise InputError(f"a video needs at least 2 frames (a reference and a target), found {written}", src)
         store.finish(written)
-    return Store.open(store_path)
+    store = Store.open(store_path)
+    if lr is not None:  # the LR camera's frames: its lens and sensor, from the keyframes' pairs
+        capture.record(store)
+    return store
 
 
 class _VideoWriter:

@@ -1,0 +1,133 @@
+"""The capture's own degradation, estimated from the capture: the LR camera's lens blur, gain and noise level.
+
+A light field's reference view and a hybrid video's keyframes are seen by both cameras: the HR image and the LR
+image of the same view or instant, with no parallax between them. The LR camera's model
+(``protocol.Degradation``: a Gaussian PSF of sigma ``psf`` LR pixels before the protocol's decimation, a gain per
+channel, additive noise) is fitted to those pairs: for each candidate ``psf`` the HR image is blurred and decimated,
+the gain solved in closed form (least squares per channel), and the ``psf`` with the smallest residual kept (a
+coarse grid, then a golden-section refinement). The residual's robust standard deviation is the noise level;
+compression artefacts count into it. The protocol's own LR views give ``psf`` 0 and noise below one grey level.
+
+Where no view has both images (a hybrid light field whose LR camera skips the reference position) nothing is
+estimated; a user can give the values by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from lfrefsr import protocol
+from lfrefsr.filters import gaussian_kernel, separable_blur
+
+PSF_MAX = 2.0  # LR pixels: sigma 16 HR pixels at x8, far beyond any lens a hybrid rig would pair
+GRID = 21  # coarse candidates over [0, PSF_MAX] before the refinement
+MAX_PAIRS = 4  # HR/LR pairs used (the first ones in store order): the estimate is per camera, not per view
+MAX_SIDE = 768  # HR pixels: a centre crop of larger images is plenty for one blur width and bounds the cost
+
+
+@dataclass(frozen=True)
+class CaptureEstimate:
+    """``psf``: Gaussian sigma in LR pixels (``psf * scale`` HR pixels); ``gain`` per channel; ``noise``: robust
+    residual sigma in 1/255; ``pairs``: how many HR/LR pairs it was fitted on."""
+
+    psf: float
+    gain: tuple[float, ...]
+    noise: float
+    pairs: int
+
+    def as_json(self) -> dict:
+        return {key: (list(value) if isinstance(value, tuple) else value) for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_json(cls, data: dict) -> CaptureEstimate:
+        return cls(psf=float(data["psf"]), gain=tuple(data["gain"]), noise=float(data["noise"]), pairs=int(data["pairs"]))
+
+    def line(self, scale: int) -> str:
+        gains = ", ".join(f"{g:.3f}" for g in self.gain)
+        return (f"psf gauss:{self.psf:.2f} (sigma {self.psf * scale:.1f} HR px), gain {gains}, "
+                f"noise {self.noise:.1f}/255 ({self.pairs} HR/LR pair{'s' if self.pairs != 1 else ''})")
+
+
+def _predicted(hr: torch.Tensor, scale: int, psf: float) -> torch.Tensor:
+    """(N, C, H, W) HR -> (N, C, h, w): the LR camera's image before gain and noise."""
+    image = separable_blur(hr, gaussian_kernel(psf * scale)) if psf > 1e-3 else hr
+    return protocol.downsample(image, scale)
+
+
+def _fit(hr: torch.Tensor, lr: torch.Tensor, scale: int, psf: float) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """(mean squared residual, gain (C,), residual (N, C, h, w)) for one candidate ``psf``; a border of 2 LR pixels
+    (the blur's replicate padding) is left out."""
+    predicted = _predicted(hr, scale, psf)[..., 2:-2, 2:-2]
+    target = lr[..., 2:-2, 2:-2]
+    gain = (predicted * target).sum((0, 2, 3)) / (predicted * predicted).sum((0, 2, 3)).clamp_min(1e-12)  # (C,)
+    residual = target - predicted * gain.view(1, -1, 1, 1)
+    return float(residual.pow(2).mean()), gain, residual
+
+
+def estimate(hrs: list[torch.Tensor], lrs: list[torch.Tensor], scale: int) -> CaptureEstimate:
+    """The LR camera's ``psf``, gain and noise from HR/LR pairs of the same view: float (C, H, W) and (C, h, w)
+    images in [0, 1] with ``H = h * scale`` (after the protocol's crop)."""
+    hr = torch.stack([protocol.crop_to_multiple(image, scale) for image in hrs]).float()  # (N, C, H, W)
+    lr = torch.stack(lrs).float()  # (N, C, h, w)
+    if lr.shape[-2:] != (hr.shape[-2] // scale, hr.shape[-1] // scale) or min(lr.shape[-2:]) < 8:
+        raise ValueError(f"LR {tuple(lr.shape[-2:])} is not the x{scale} image of HR {tuple(hr.shape[-2:])}")
+    with torch.inference_mode():
+        candidates = np.linspace(0.0, PSF_MAX, GRID)
+        errors = [_fit(hr, lr, scale, float(p))[0] for p in candidates]
+        best = int(np.argmin(errors))
+        low, high = candidates[max(best - 1, 0)], candidates[min(best + 1, GRID - 1)]
+        ratio = (math.sqrt(5) - 1) / 2  # golden section on [low, high], where the error is unimodal
+        a, b = high - ratio * (high - low), low + ratio * (high - low)
+        fa, fb = _fit(hr, lr, scale, a)[0], _fit(hr, lr, scale, b)[0]
+        for _ in range(14):  # the bracket shrinks to 0.2 * 0.618^14 < 2e-4 LR px
+            if fa < fb:
+                high, b, fb = b, a, fa
+                a = high - ratio * (high - low)
+                fa = _fit(hr, lr, scale, a)[0]
+            else:
+                low, a, fa = a, b, fb
+                b = low + ratio * (high - low)
+                fb = _fit(hr, lr, scale, b)[0]
+        psf = (low + high) / 2
+        if errors[0] <= min(fa, fb):  # no blur beyond the protocol's fits best
+            psf = 0.0
+        _, gain, residual = _fit(hr, lr, scale, psf)
+        noise = 1.4826 * float((residual - residual.median()).abs().median()) * 255  # robust sigma, 1/255
+    return CaptureEstimate(psf=round(float(psf), 4), gain=tuple(round(float(g), 4) for g in gain),
+                           noise=round(noise, 3), pairs=len(hrs))
+
+
+def estimate_store(store) -> CaptureEstimate | None:
+    """Fit the views that have both an HR and an LR image (a light field's reference, a video's keyframes), up to
+    ``MAX_PAIRS`` of them; None where no view has both."""
+    if store.ref is not None and len(store.view_shape) == 2:
+        indices = [tuple(store.ref)] if store.hr_known[tuple(store.ref)] else []
+    else:  # a video's keyframes, or each time step's reference of a light-field video
+        indices = [index for index in store.views() if store.hr_known[index]
+                   and (store.ref is None or tuple(index[-2:]) == tuple(store.ref))]
+    indices = indices[:MAX_PAIRS]
+    if not indices:
+        return None
+    hrs = [protocol.to_float(store.read("hr", index), store.dtype) for index in indices]
+    lrs = [protocol.to_float(store.read("lr", index), store.dtype) for index in indices]
+    s = store.scale
+    h, w = store.shape_lr
+    ch, cw = min(h, MAX_SIDE // s), min(w, MAX_SIDE // s)  # centre crop in LR pixels
+    y, x = (h - ch) // 2, (w - cw) // 2
+    hrs = [hr[:, y * s : (y + ch) * s, x * s : (x + cw) * s] for hr in hrs]
+    lrs = [lr[:, y : y + ch, x : x + cw] for lr in lrs]
+    try:
+        return estimate(hrs, lrs, store.scale)
+    except ValueError:  # LR views too small to fit (a few pixels a side)
+        return None
+
+
+def record(store) -> CaptureEstimate | None:
+    """Estimate and record it in the store's attributes (``capture``), or record that none could be made."""
+    result = estimate_store(store)
+    store.backend.update_attrs({"capture": None if result is None else result.as_json()})
+    return result

@@ -1,0 +1,65 @@
+"""The LR camera's degradation estimated from the capture's HR/LR pairs: the protocol gives none, a known blur,
+gain and noise are found again, and ingest records the estimate where the LR views come from a camera."""
+
+import numpy as np
+import pytest
+import torch
+from conftest import run_cli
+from test_protocol import _image
+
+from lfrefsr import capture, protocol
+from lfrefsr.io.images import write_image
+from lfrefsr.io.store import Store
+
+
+def _estimate(spec: str, scale: int = 8, seeds=(0, 1)) -> capture.CaptureEstimate:
+    hrs = [protocol.quantize(_image(192, 256, seed)) for seed in seeds]
+    lrs = protocol.Degradation.parse(spec).lr_views(hrs, scale) if spec else [protocol.make_lr(h, scale) for h in hrs]
+    return capture.estimate([protocol.to_float(h) for h in hrs], [protocol.to_float(lr) for lr in lrs], scale)
+
+
+def test_the_protocols_own_lr_views_show_no_blur_gain_or_noise():
+    found = _estimate("")
+    assert found.psf < 0.05 and np.allclose(found.gain, 1, atol=0.005) and found.noise < 1.0 and found.pairs == 2
+
+
+@pytest.mark.parametrize("spec,psf,gain,noise", [
+    ("psf=gauss:0.6", 0.6, (1, 1, 1), 0),
+    ("psf=gauss:1.0,gain=1.1,0.95,1.0", 1.0, (1.1, 0.95, 1.0), 0),
+    ("psf=gauss:0.3,noise=3", 0.3, (1, 1, 1), 3),
+])
+def test_a_known_degradation_is_found_again(spec, psf, gain, noise):
+    found = _estimate(spec)
+    assert found.psf == pytest.approx(psf, rel=0.1)
+    assert np.allclose(found.gain, gain, atol=0.01)
+    assert abs(found.noise - noise) < 0.6
+
+
+def test_lr_views_too_small_to_fit_are_refused():
+    with pytest.raises(ValueError):
+        capture.estimate([torch.rand(3, 32, 32)], [torch.rand(3, 4, 4)], 8)
+
+
+def test_ingest_records_the_estimate_of_a_hybrid_light_field(lf_hr, tmp_path):
+    """--lr-dir views blurred by a known lens: the store's attributes and `lfrefsr info` give its sigma."""
+    hr_dir, lr_dir = tmp_path / "hr", tmp_path / "lr"
+    hr_dir.mkdir(), lr_dir.mkdir()
+    big = np.stack([np.stack([protocol.quantize(_image(96, 128, 3 * u + v)) for v in range(3)]) for u in range(3)])
+    lrs = protocol.Degradation.parse("psf=gauss:0.8").lr_views([view for row in big for view in row], 2)
+    for n, lr in enumerate(lrs):
+        write_image(hr_dir / f"view_{n // 3:02d}_{n % 3:02d}.png", big[n // 3, n % 3])
+        write_image(lr_dir / f"view_{n // 3:02d}_{n % 3:02d}.png", lr)
+    store_path = tmp_path / "out" / "hybrid.zarr"
+    result = run_cli(["ingest", "lf", hr_dir, store_path, "--scale", "2", "--lr-dir", lr_dir, "-q"])
+    assert result.exit_code == 0, result.output
+    found = Store.open(store_path).attrs["capture"]
+    assert found["psf"] == pytest.approx(0.8, rel=0.1) and found["pairs"] == 1
+    info = run_cli(["info", store_path])
+    assert "LR camera (estimated): psf gauss:0.8" in info.stdout
+
+
+def test_a_store_of_protocol_lr_views_has_no_estimate(lf_dir, tmp_path):
+    store_path = tmp_path / "out" / "scene.zarr"
+    assert run_cli(["ingest", "lf", lf_dir, store_path, "-q"]).exit_code == 0
+    assert "capture" not in Store.open(store_path).attrs
+    assert "LR camera" not in run_cli(["info", store_path]).stdout
