@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from lfrefsr import protocol
-from lfrefsr.filters import gaussian_kernel, separable_blur
 
 PSF_MAX = 2.0  # LR pixels: sigma 16 HR pixels at x8, far beyond any lens a hybrid rig would pair
 GRID = 21  # coarse candidates over [0, PSF_MAX] before the refinement
@@ -52,16 +51,10 @@ class CaptureEstimate:
                 f"noise {self.noise:.1f}/255 ({self.pairs} HR/LR pair{'s' if self.pairs != 1 else ''})")
 
 
-def _predicted(hr: torch.Tensor, scale: int, psf: float) -> torch.Tensor:
-    """(N, C, H, W) HR -> (N, C, h, w): the LR camera's image before gain and noise."""
-    image = separable_blur(hr, gaussian_kernel(psf * scale)) if psf > 1e-3 else hr
-    return protocol.downsample(image, scale)
-
-
 def _fit(hr: torch.Tensor, lr: torch.Tensor, scale: int, psf: float) -> tuple[float, torch.Tensor, torch.Tensor]:
     """(mean squared residual, gain (C,), residual (N, C, h, w)) for one candidate ``psf``; a border of 2 LR pixels
     (the blur's replicate padding) is left out."""
-    predicted = _predicted(hr, scale, psf)[..., 2:-2, 2:-2]
+    predicted = protocol.camera_downsample(hr, scale, psf if psf > 1e-3 else 0.0)[..., 2:-2, 2:-2]
     target = lr[..., 2:-2, 2:-2]
     gain = (predicted * target).sum((0, 2, 3)) / (predicted * predicted).sum((0, 2, 3)).clamp_min(1e-12)  # (C,)
     residual = target - predicted * gain.view(1, -1, 1, 1)

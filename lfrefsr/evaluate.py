@@ -85,7 +85,10 @@ def evaluate_lf(src, methods, *, grid=None, origin=(0, 0), scale=8, ref=(0, 0), 
     with tempfile.TemporaryDirectory(prefix="lfrefsr-eval-") as tmp:
         store = ingest_lf(src, Path(tmp) / "eval.zarr", grid=grid, origin=origin, scale=scale, ref=ref,
                           pattern=pattern, index_base=index_base, progress=progress)
-        estimate = degrade_store(store, degradation) if degradation is not None else None
+        estimate = None
+        if degradation is not None:
+            estimate = degrade_store(store, degradation)
+            store = Store.open(store.path)  # with the estimate, which the methods that model the camera use
         tasks = plan(store)
         results = evaluate_store(store, methods, tasks, device=device, progress=progress, method_options=method_options)
     return _degraded({"kind": "lf", "src": str(src), "scale": scale, "grid": list(store.view_shape[-2:]),
@@ -97,7 +100,10 @@ def evaluate_video(src, methods, *, scale=8, max_frames=None, device="cpu", prog
     """Each frame t >= 1 super-resolved with HR frame t-1 as its reference; ``degradation`` as ``evaluate_lf``."""
     with tempfile.TemporaryDirectory(prefix="lfrefsr-eval-") as tmp:
         store = ingest_video(src, Path(tmp) / "eval.zarr", scale=scale, max_frames=max_frames, progress=progress)
-        estimate = degrade_store(store, degradation) if degradation is not None else None
+        estimate = None
+        if degradation is not None:
+            estimate = degrade_store(store, degradation)
+            store = Store.open(store.path)  # with the estimate, which the methods that model the camera use
         tasks = plan(store, reference_mode=ReferenceMode.PREVIOUS)
         results = evaluate_store(store, methods, tasks, device=device, progress=progress, method_options=method_options)
     return _degraded({"kind": "video", "src": str(src), "scale": scale, "frames": store.view_shape[0],

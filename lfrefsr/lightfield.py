@@ -42,8 +42,10 @@ def estimate_disparity(
     step: float = 0.1,
     keep: float = 0.75,
     window: int = 5,
+    psf: float = 0.0,
 ) -> torch.Tensor:
-    """Disparity (H, W) of the reference view, in HR pixels per grid step.
+    """Disparity (H, W) of the reference view, in HR pixels per grid step. ``psf``: the LR camera's Gaussian PSF in LR
+    pixels (``lfrefsr.capture``), so that the reference is blurred as the LR views are.
 
     ref (3, H, W) HR reference; views: ((du, dv) grid offset from the reference, LR view (3, H/scale, W/scale)).
     Candidates are every ``step`` in [-max_disparity, max_disparity]; ``keep`` is the share of views averaged per
@@ -55,7 +57,7 @@ def estimate_disparity(
     low_h, low_w = views[0][1].shape[-2:]
     size = (low_h * WORK_PER_LR_PIXEL, low_w * WORK_PER_LR_PIXEL)
     work_per_hr = size[1] / width  # working pixels per HR pixel
-    blurred = protocol.blur(ref[None], scale)  # (1, 3, H, W): the reference as the LR views see it
+    blurred = protocol.blur(ref[None], scale, psf)  # (1, 3, H, W): the reference as the LR views see it
     ref_work = F.interpolate(blurred, size=size, mode="bilinear", antialias=True, align_corners=False)  # (1, 3, h2, w2)
     lrs = torch.stack([lr.to(ref) for _, lr in views])  # (V, 3, h, w)
     lrs_work = F.interpolate(lrs, size=size, mode="bicubic", align_corners=False)  # (V, 3, h2, w2)

@@ -158,7 +158,7 @@ def execute(task: Task, method_name: str, *, device: str = "cpu", options: dict 
     ``after`` is only a dependency (the previous frame's task in previous-sr mode)."""
     configure_threads(threads)
     started = time.perf_counter()
-    method = cached_method(method_name, task.store.scale, device, options)
+    method = cached_method(method_name, task.store.scale, device, camera_options(method_name, task.store, options))
     context = _reference_context(method, task, method_name, id(method))
     lr = protocol.to_float(task.store.read("lr", task.target), task.store.dtype)
     with torch.inference_mode():
@@ -191,6 +191,15 @@ def pending(tasks: list[Task], method_name: str) -> list[Task]:
     stores = {task.store.path: task.store for task in tasks}
     done = {path: store.done(method_name) for path, store in stores.items()}
     return [task for task in tasks if not done[task.store.path][task.target]]
+
+
+def camera_options(method_name: str, store: Store, options: dict | None) -> dict | None:
+    """A method that models the LR camera gets the store's estimate of it (``capture`` attributes, recorded where the
+    LR views come from a camera) unless ``options`` give ``psf`` or ``noise`` themselves."""
+    found = store.attrs.get("capture")
+    if not found or not method_class(method_name).uses_camera:
+        return options
+    return {"psf": found["psf"], "noise": found["noise"], **(options or {})}
 
 
 def check_method(method_name: str, scale: int, options: dict | None) -> None:

@@ -46,6 +46,18 @@ def downsample(hr: torch.Tensor, scale: int) -> torch.Tensor:
     return lr.reshape(*lead, *lr.shape[-3:])
 
 
+def camera_downsample(hr: torch.Tensor, scale: int, psf: float = 0.0) -> torch.Tensor:
+    """The LR camera's image of HR (..., C, H, W): a Gaussian lens PSF of sigma ``psf`` LR pixels (``psf * scale``
+    HR pixels, replicate borders) before the protocol's decimation. ``psf`` 0 is the protocol itself."""
+    if psf <= 0:
+        return downsample(hr, scale)
+    from lfrefsr.filters import gaussian_kernel, separable_blur
+
+    batch, lead = _as_batch(crop_to_multiple(hr, scale))
+    lr = downsample(separable_blur(batch, gaussian_kernel(psf * scale)), scale)
+    return lr.reshape(*lead, *lr.shape[-3:])
+
+
 def upsample(lr: torch.Tensor, scale: int, size: tuple[int, int] | None = None) -> torch.Tensor:
     """Bicubic upsampling by ``scale`` (or to ``size``), clamped to [0, 1]."""
     batch, lead = _as_batch(lr)
@@ -55,9 +67,10 @@ def upsample(lr: torch.Tensor, scale: int, size: tuple[int, int] | None = None) 
     return hr.reshape(*lead, *hr.shape[-3:])
 
 
-def blur(hr: torch.Tensor, scale: int) -> torch.Tensor:
-    """The reference as the LR views see it: downsampled by the protocol and upsampled back (``_blurry``)."""
-    return upsample(downsample(hr, scale), scale, size=tuple(crop_to_multiple(hr, scale).shape[-2:]))
+def blur(hr: torch.Tensor, scale: int, psf: float = 0.0) -> torch.Tensor:
+    """The reference as the LR views see it: the LR camera's image (``camera_downsample``; the protocol's for
+    ``psf`` 0) upsampled back (``_blurry``)."""
+    return upsample(camera_downsample(hr, scale, psf), scale, size=tuple(crop_to_multiple(hr, scale).shape[-2:]))
 
 
 def max_value(dtype) -> int:
@@ -172,12 +185,7 @@ class Degradation:
 
     def _camera(self, hr: np.ndarray, scale: int, position: int) -> np.ndarray:
         """Lens, decimation, gain, noise and quantisation of one view."""
-        image = to_float(hr)[None]  # (1, C, H, W)
-        if self.psf:
-            from lfrefsr.filters import gaussian_kernel, separable_blur
-
-            image = separable_blur(image, gaussian_kernel(self.psf * scale))
-        lr = downsample(image, scale)[0]  # (C, h, w)
+        lr = camera_downsample(to_float(hr), scale, self.psf)  # (C, h, w)
         lr = lr * torch.tensor(self.gain[: lr.shape[0]], dtype=lr.dtype).view(-1, 1, 1)
         if self.noise:
             rng = np.random.default_rng([self.seed, position])

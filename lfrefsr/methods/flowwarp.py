@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 import torch
@@ -53,29 +55,31 @@ def dis_flow(target: np.ndarray, source: np.ndarray, preset: str = "default") ->
     return torch.from_numpy(np.ascontiguousarray(flow)).permute(2, 0, 1).contiguous()  # (2, H, W)
 
 
-def back_project(sr: torch.Tensor, lr: torch.Tensor, scale: int, iterations: int) -> torch.Tensor:
-    """Iterative back-projection: corrects ``sr`` (N, 3, H, W) until ``down(sr)`` matches ``lr`` (N, 3, h, w)."""
+def back_project(sr: torch.Tensor, lr: torch.Tensor, scale: int, iterations: int, psf: float = 0.0) -> torch.Tensor:
+    """Iterative back-projection: corrects ``sr`` (N, 3, H, W) until ``down(sr)`` matches ``lr`` (N, 3, h, w), ``down``
+    the LR camera's image (``protocol.camera_downsample`` with its ``psf``; the protocol's for 0)."""
     size = sr.shape[-2:]
     for _ in range(iterations):
-        residual = lr - protocol.downsample(sr, scale)
+        residual = lr - protocol.camera_downsample(sr, scale, psf)
         sr = sr + F.interpolate(residual, size=size, mode="bicubic", align_corners=False)
     return sr.clamp(0.0, 1.0)
 
 
-def lr_disagreement(warped: torch.Tensor, lr: torch.Tensor, scale: int) -> torch.Tensor:
-    """How far a warped reference (N, 3, H, W), degraded by the protocol, is from the LR view (N, 3, h, w): the mean
-    absolute difference over colours, (N, 1, h, w). The trust map and the flow selection both judge warps by it."""
-    return (protocol.downsample(warped, scale) - lr).abs().mean(dim=1, keepdim=True)
+def lr_disagreement(warped: torch.Tensor, lr: torch.Tensor, scale: int, psf: float = 0.0) -> torch.Tensor:
+    """How far a warped reference (N, 3, H, W), seen by the LR camera (PSF ``psf``, then the protocol), is from the LR
+    view (N, 3, h, w): the mean absolute difference over colours, (N, 1, h, w). The trust map and the flow
+    selection both judge warps by it."""
+    return (protocol.camera_downsample(warped, scale, psf) - lr).abs().mean(dim=1, keepdim=True)
 
 
-def select_flow(ref: torch.Tensor, lr: torch.Tensor, scale: int, flows: list[torch.Tensor], window: int = 3
-                ) -> torch.Tensor:
+def select_flow(ref: torch.Tensor, lr: torch.Tensor, scale: int, flows: list[torch.Tensor], window: int = 3,
+                psf: float = 0.0) -> torch.Tensor:
     """Per LR pixel, the flow whose warp of ``ref`` (1, 3, H, W) agrees best with ``lr`` (1, 3, h, w) over its
     ``window`` x ``window`` LR neighbourhood; choices are blended bilinearly at HR so the flow has no seams.
     flows: each (1, 2, H, W)."""
     errors = []
     for flow in flows:
-        disagreement = lr_disagreement(warp(ref, flow), lr, scale)  # (1, 1, h, w)
+        disagreement = lr_disagreement(warp(ref, flow), lr, scale, psf)  # (1, 1, h, w)
         errors.append(F.avg_pool2d(disagreement, window, stride=1, padding=window // 2, count_include_pad=False))
     best = torch.cat(errors, dim=1).argmin(dim=1)  # (1, h, w) index of the best flow
     choice = F.one_hot(best, len(flows)).permute(0, 3, 1, 2).to(ref.dtype)  # (1, K, h, w)
@@ -87,9 +91,13 @@ def select_flow(ref: torch.Tensor, lr: torch.Tensor, scale: int, flows: list[tor
 class FlowWarp(Method):
     """Options: ``preset`` (DIS preset), ``iterations`` (back-projection), ``tolerance`` (LR disagreement at which
     trust falls to 1/e), ``consistency`` (forward-backward threshold in pixels; None = no occlusion check, which
-    measured better on hci-backgammon: 27.64 against 27.07 dB with 5 px)."""
+    measured better on hci-backgammon: 27.64 against 27.07 dB with 5 px). The LR camera (``lfrefsr.capture``):
+    ``psf``, its Gaussian PSF in LR pixels, used wherever the reference is compared with the LR view (the blur
+    before DIS, the trust, the back-projection); ``noise``, its noise sigma in 1/255, widens the trust's tolerance
+    by the disagreement that noise alone makes."""
 
     name = "flowwarp"
+    uses_camera = True
 
     def __init__(
         self,
@@ -100,16 +108,20 @@ class FlowWarp(Method):
         iterations: int = 10,
         tolerance: float = 0.03,
         consistency: float | None = None,
+        psf: float = 0.0,
+        noise: float = 0.0,
     ):
         super().__init__(scale, device)
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}")
         self.preset, self.iterations = preset, iterations
-        self.tolerance, self.consistency = tolerance, consistency
+        self.psf, self.noise = float(psf), float(noise)
+        # the mean absolute difference over 3 channels of Gaussian noise of sigma s is about 0.8 s
+        self.tolerance, self.consistency = math.hypot(tolerance, 0.8 * self.noise / 255), consistency
 
     def prepare(self, ref: torch.Tensor) -> dict:
         ref = ref.to(self.device)
-        return {"ref": ref, "ref_gray": _gray_u8(protocol.blur(ref, self.scale))}
+        return {"ref": ref, "ref_gray": _gray_u8(protocol.blur(ref, self.scale, self.psf))}
 
     def align(self, lr: torch.Tensor, context: dict, flow_error: torch.Tensor | None = None,
               candidates: list[torch.Tensor] | None = None) -> dict:
@@ -126,11 +138,12 @@ class FlowWarp(Method):
         if flow_error is not None:
             flow = flow + flow_error[None].to(flow)
         if candidates:
-            flow = select_flow(ref[None], lr, self.scale, [flow, *(c[None].to(flow) for c in candidates)])
+            flow = select_flow(ref[None], lr, self.scale, [flow, *(c[None].to(flow) for c in candidates)],
+                               psf=self.psf)
         warped = warp(ref[None], flow)  # (1, 3, H, W)
 
         # Trust: agreement of the raw warp with the LR target, measured at LR scale and brought back up.
-        disagreement = lr_disagreement(warped, lr, self.scale)  # (1, 1, h, w)
+        disagreement = lr_disagreement(warped, lr, self.scale, self.psf)  # (1, 1, h, w)
         weight = torch.exp(-((disagreement / self.tolerance) ** 2))
         weight = F.interpolate(weight, size=up.shape[-2:], mode="bilinear", align_corners=False)
         weight = weight * (~out_of_bounds(flow, ref.shape[-2:])).float()[:, None]  # (1, 1, H, W)
@@ -141,7 +154,7 @@ class FlowWarp(Method):
             weight = weight * F.avg_pool2d(consistent, 5, stride=1, padding=2)  # soften the occlusion edge
         # Blend first, then back-project, so the whole result agrees with the LR target (28.05 against 27.62 dB).
         blended = weight * warped + (1 - weight) * up
-        result = back_project(blended, lr, self.scale, self.iterations)
+        result = back_project(blended, lr, self.scale, self.iterations, self.psf)
         return {"flow": flow, "warped": warped, "weight": weight, "result": result}
 
     def super_resolve(self, lr: torch.Tensor, context: dict, hint: ViewHint | None = None) -> torch.Tensor:

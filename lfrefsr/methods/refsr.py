@@ -48,6 +48,7 @@ def flow_guide(aligned: dict) -> torch.Tensor:
 class RefSR(Method):
     name = "refsr"
     learned = True
+    uses_camera = True
     default_variant = "default"
     uses_views = True  # prepare() takes the other LR views of a light field (their shared disparity)
 
@@ -56,7 +57,7 @@ class RefSR(Method):
                  back_project: int | None = None, lightfield: bool | None = None, aggregate: int | None = None,
                  search_range: int = 100,
                  ccnet_weights=None, sisr_weights=None, ssnet_weights=None, precision: str = "fp32", batch: int = 64,
-                 tile: int | None = 64):
+                 tile: int | None = 64, psf: float = 0.0, noise: float = 0.0):
         super().__init__(scale, device)
         from lfrefsr.errors import LfrefsrError
         from lfrefsr.weights import load_network
@@ -73,11 +74,12 @@ class RefSR(Method):
         # the shared disparity needs the light field's LR views: the pipeline reads them only when this is set
         self.uses_views = bool(chosen["lightfield"]) and self.alignment == "flow"
         self.precision, self.batch, self.tile = effective_precision(precision, self.device), batch, tile
+        self.psf = float(psf)  # the LR camera (lfrefsr.capture): the flow chain, the disparity, the back-projection
         self.sisr, _ = load_network("sisr", sisr_weights, device=str(self.device))
         self.ssnet, _ = load_network("ssnet", ssnet_weights, device=str(self.device),
                                      shipped=NETWORK[self.alignment])
         if self.alignment == "flow":
-            self.flowwarp = FlowWarp(scale, self.device)
+            self.flowwarp = FlowWarp(scale, self.device, psf=psf, noise=noise)
             wanted = sum(GUIDE_CHANNELS.values())
         else:
             from lfrefsr.correspondence.matchers import get_matcher
@@ -105,7 +107,8 @@ class RefSR(Method):
         context = self.flowwarp.prepare(ref)
         grid_views = [(hint.grid_offset, lr.to(self.device)) for hint, lr in views or () if hint.grid_offset]
         if self.uses_views and len(grid_views) >= MIN_VIEWS:
-            context["disparity"] = disparity_hypotheses(estimate_disparity(ref, grid_views, self.scale))  # [(H, W)]
+            disparity = estimate_disparity(ref, grid_views, self.scale, psf=self.psf)  # (H, W)
+            context["disparity"] = disparity_hypotheses(disparity)  # [(H, W)]
         return context
 
     def direction(self, hint: ViewHint | None):
@@ -144,7 +147,7 @@ class RefSR(Method):
                                       batch=self.batch)
         sr = sr.float()
         if self.back_project:
-            sr = back_project(sr[None], lr[None], self.scale, self.back_project)[0]
+            sr = back_project(sr[None], lr[None], self.scale, self.back_project, self.psf)[0]
         return sr.clamp(0.0, 1.0), mask.float()
 
     def super_resolve(self, lr: torch.Tensor, context: dict, hint: ViewHint | None = None) -> torch.Tensor:
