@@ -55,12 +55,21 @@ def dis_flow(target: np.ndarray, source: np.ndarray, preset: str = "default") ->
     return torch.from_numpy(np.ascontiguousarray(flow)).permute(2, 0, 1).contiguous()  # (2, H, W)
 
 
-def back_project(sr: torch.Tensor, lr: torch.Tensor, scale: int, iterations: int, psf: float = 0.0) -> torch.Tensor:
+def back_project(sr: torch.Tensor, lr: torch.Tensor, scale: int, iterations: int, psf: float = 0.0,
+                 noise: float = 0.0) -> torch.Tensor:
     """Iterative back-projection: corrects ``sr`` (N, 3, H, W) until ``down(sr)`` matches ``lr`` (N, 3, h, w), ``down``
-    the LR camera's image (``protocol.camera_downsample`` with its ``psf``; the protocol's for 0)."""
+    the LR camera's image (``protocol.camera_downsample`` with its ``psf``; the protocol's for 0).
+
+    With the camera's ``noise`` (sigma in 1/255), a residual within twice the noise is no evidence: each residual
+    is soft-thresholded by 2 sigma, so the LR view's noise is not pushed into the result. On Sintel alley_1 with
+    noise=3,jpeg=85 (estimated noise 5.2/255), flowwarp scored 26.68 dB with the plain residual, 27.57 / 28.03 /
+    28.21 / 28.26 dB at 0.5 / 1 / 1.5 / 2 sigma, and 28.26 with no back-projection at all."""
     size = sr.shape[-2:]
+    threshold = 2 * noise / 255
     for _ in range(iterations):
         residual = lr - protocol.camera_downsample(sr, scale, psf)
+        if threshold > 0:
+            residual = torch.sign(residual) * (residual.abs() - threshold).clamp_min(0)
         sr = sr + F.interpolate(residual, size=size, mode="bicubic", align_corners=False)
     return sr.clamp(0.0, 1.0)
 
@@ -94,7 +103,7 @@ class FlowWarp(Method):
     measured better on hci-backgammon: 27.64 against 27.07 dB with 5 px). The LR camera (``lfrefsr.capture``):
     ``psf``, its Gaussian PSF in LR pixels, used wherever the reference is compared with the LR view (the blur
     before DIS, the trust, the back-projection); ``noise``, its noise sigma in 1/255, widens the trust's tolerance
-    by the disagreement that noise alone makes."""
+    by the disagreement that noise alone makes and keeps the back-projection from pushing noise into the result."""
 
     name = "flowwarp"
     uses_camera = True
@@ -154,7 +163,7 @@ class FlowWarp(Method):
             weight = weight * F.avg_pool2d(consistent, 5, stride=1, padding=2)  # soften the occlusion edge
         # Blend first, then back-project, so the whole result agrees with the LR target (28.05 against 27.62 dB).
         blended = weight * warped + (1 - weight) * up
-        result = back_project(blended, lr, self.scale, self.iterations, self.psf)
+        result = back_project(blended, lr, self.scale, self.iterations, self.psf, self.noise)
         return {"flow": flow, "warped": warped, "weight": weight, "result": result}
 
     def super_resolve(self, lr: torch.Tensor, context: dict, hint: ViewHint | None = None) -> torch.Tensor:

@@ -74,7 +74,8 @@ class RefSR(Method):
         # the shared disparity needs the light field's LR views: the pipeline reads them only when this is set
         self.uses_views = bool(chosen["lightfield"]) and self.alignment == "flow"
         self.precision, self.batch, self.tile = effective_precision(precision, self.device), batch, tile
-        self.psf = float(psf)  # the LR camera (lfrefsr.capture): the flow chain, the disparity, the back-projection
+        # the LR camera (lfrefsr.capture): the flow chain, the disparity, the back-projection
+        self.psf, self.noise = float(psf), float(noise)
         self.sisr, _ = load_network("sisr", sisr_weights, device=str(self.device))
         self.ssnet, _ = load_network("ssnet", ssnet_weights, device=str(self.device),
                                      shipped=NETWORK[self.alignment])
@@ -147,7 +148,7 @@ class RefSR(Method):
                                       batch=self.batch)
         sr = sr.float()
         if self.back_project:
-            sr = back_project(sr[None], lr[None], self.scale, self.back_project, self.psf)[0]
+            sr = back_project(sr[None], lr[None], self.scale, self.back_project, self.psf, self.noise)[0]
         return sr.clamp(0.0, 1.0), mask.float()
 
     def super_resolve(self, lr: torch.Tensor, context: dict, hint: ViewHint | None = None) -> torch.Tensor:
