@@ -83,3 +83,15 @@ def test_flowwarp_that_knows_the_lens_does_better_on_its_views():
     clean = protocol.to_float(protocol.make_lr(target, 4))
     torch.testing.assert_close(get_method("flowwarp", scale=4, psf=0.0)(clean, ref, hint),
                                get_method("flowwarp", scale=4)(clean, ref, hint), rtol=0, atol=0)
+
+
+def test_back_projection_does_not_push_the_lr_views_noise_into_the_result():
+    from lfrefsr import metrics
+    from lfrefsr.methods.flowwarp import back_project
+
+    truth = protocol.to_float(protocol.quantize(_image(128, 128, 0)))[None]  # (1, 3, H, W)
+    noisy = protocol.to_float(protocol.Degradation.parse("noise=6").lr_views([protocol.quantize(truth[0])], 4)[0])
+    start = truth.clone()  # a perfect estimate: every correction can only add the noise
+    plain = back_project(start, noisy[None], 4, 10)
+    aware = back_project(start, noisy[None], 4, 10, noise=6.0)
+    assert metrics.psnr(aware[0], truth[0]) > metrics.psnr(plain[0], truth[0]) + 3
