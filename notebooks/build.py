@@ -21,6 +21,7 @@ DATA = Path(os.environ.get("LFREFSR_DATA", Path.cwd().parent / "shared" / "data"
 if not DATA.is_dir():
     DATA = Path(lfrefsr.__file__).resolve().parents[2] / "shared" / "data"
 WORK = Path(tempfile.mkdtemp(prefix="lfrefsr-notebook-"))
+QUICK = os.environ.get("LFREFSR_NOTEBOOK_QUICK") == "1"  # the test suite: a smaller share of the real data
 print("lfrefsr", lfrefsr.__version__, "| development data:", DATA if DATA.is_dir() else "absent")'''
 
 LIGHTFIELD = [
@@ -33,7 +34,8 @@ from lfrefsr.demo import LIGHTFIELD, demo_methods, write_inputs
 from lfrefsr.io.ingest import ingest_lf
 from lfrefsr.pipeline import plan, run_serial
 if (DATA / "lightfields" / "hci-backgammon").is_dir():
-    name, store = "backgammon", ingest_lf(DATA / "lightfields" / "hci-backgammon", WORK / "lf.zarr", progress=False)
+    name, store = "backgammon", ingest_lf(DATA / "lightfields" / "hci-backgammon", WORK / "lf.zarr",
+                                          grid=(4, 4) if QUICK else None, progress=False)
 else:
     lf_dir, _ = write_inputs(WORK)
     name, store = "embedded", ingest_lf(lf_dir, WORK / "lf.zarr", progress=False)
@@ -115,7 +117,7 @@ from lfrefsr.data.synthetic import make_lightfield
 from lfrefsr.io.flow import write_flo
 from lfrefsr.io.images import write_image
 if (DATA / "match").is_dir():
-    pairs = [DATA / "match" / "sintel-alley_1-clean", DATA / "match" / "hci-backgammon-c44-to-00"]
+    pairs = [DATA / "match" / "sintel-alley_1-clean", DATA / "match" / "hci-backgammon-c44-to-00"][QUICK:]
 else:
     data = make_lightfield(grid=4, size=(192, 256), seed=7, max_disparity=2.0)
     folder = WORK / "pair"; folder.mkdir()
