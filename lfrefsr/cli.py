@@ -149,6 +149,22 @@ class _DegradationSpec(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class _PsfSpec(click.ParamType):
+    """``--psf gauss:F``: the LR camera's Gaussian PSF, sigma F LR pixels (as ``--degrade psf=``)."""
+
+    name = "gauss:F"
+
+    def convert(self, value, param, ctx):
+        from lfrefsr.protocol import Degradation
+
+        if isinstance(value, float):
+            return value
+        try:
+            return Degradation.parse(f"psf={value}").psf
+        except ValueError as exc:
+            self.fail(str(exc).removeprefix("psf="), param, ctx)
+
+
 degrade_option = click.option(
     "--degrade", type=_DegradationSpec(), default=None,
     help="Degrade the LR views after the x8 protocol, as a real camera would: comma-separated noise=S (Gaussian, "
@@ -352,11 +368,16 @@ class _Index(click.ParamType):
 @precision_option
 @variant_option
 @lightfield_option
+@click.option("--psf", type=_PsfSpec(), default=None,
+              help="The LR camera's lens: a Gaussian PSF of sigma F LR pixels (gauss:F) [default: the store's "
+                   "estimate where its LR views come from a camera, else none].")
+@click.option("--noise", type=click.FloatRange(0, 64), default=None,
+              help="The LR camera's noise sigma in 1/255 [default: the store's estimate, as --psf].")
 @overwrite_option
 @_verbosity
 @_handle_errors
 def reconstruct(stores, method, ref, reference, views, workers, threads_per_worker, scheduler, device, weights,
-                precision, variant, lightfield, overwrite):
+                precision, variant, lightfield, psf, noise, overwrite):
     """Super-resolve every non-reference view or frame of STORES, written into each store; reruns resume."""
     from lfrefsr.io.store import Store
     from lfrefsr.pipeline import check_method, plan, run_serial
@@ -368,6 +389,14 @@ def reconstruct(stores, method, ref, reference, views, workers, threads_per_work
     tasks = [task for store in opened
              for task in plan(store, reference_mode=ReferenceMode(reference), ref=ref, views=views or None)]
     options = _method_options(method[0], weights, precision, variant, lightfield)
+    camera = {key: value for key, value in (("psf", psf), ("noise", noise)) if value is not None}
+    if camera:
+        from lfrefsr.methods import method_class
+
+        if not method_class(method[0]).uses_camera:
+            raise click.BadParameter(f"method {method[0]!r} does not model the LR camera",
+                                     param_hint="--psf" if psf is not None else "--noise")
+        options = {**(options or {}), **camera}
     for scale in {store.scale for store in opened}:  # fail fast, before any cluster or store change
         check_method(method[0], scale, options)
     if workers == 0 and scheduler is None:

@@ -258,6 +258,17 @@ def test_reconstruct_bf16_without_native_bf16_runs_float32(lf_dir, out_dir, no_n
     assert "sr/refsr: 8 views done, precision fp32" in info.stdout
 
 
+def test_reconstruct_takes_the_lr_cameras_psf_and_noise_by_hand(lf_dir, out_dir):
+    stores = {name: _ingest_lf(lf_dir, out_dir / f"{name}.zarr", "--scale", "2") for name in ("plain", "lens")}
+    _ok(run_cli(["reconstruct", stores["plain"].path, "--method", "flowwarp", "--workers", "0", "-q"]))
+    _ok(run_cli(["reconstruct", stores["lens"].path, "--method", "flowwarp", "--psf", "gauss:0.8", "--noise", "2",
+                 "--workers", "0", "-q"]))
+    assert any(not np.array_equal(stores["plain"].read_result("flowwarp", i), stores["lens"].read_result("flowwarp", i))
+               for i in stores["plain"].views() if i != (0, 0))
+    refused = run_cli(["reconstruct", stores["plain"].path, "--method", "bicubic", "--psf", "gauss:0.8"])
+    assert refused.exit_code == 2 and "--psf" in refused.stderr and "camera" in refused.stderr
+
+
 def test_a_resumed_run_in_another_precision_is_recorded_as_mixed(lf_dir, out_dir, native_bf16):
     store = _ingest_lf(lf_dir, out_dir / "scene.zarr")
     _ok(run_cli(["reconstruct", store.path, "--method", "sisr", "--views", "0,1", "--workers", "0", "-q"]))
