@@ -134,35 +134,22 @@ lightfield_option = click.option(
 weights_option = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
                               help="A checkpoint written by `lfrefsr train` instead of the shipped weights.")
 class _DegradationSpec(click.ParamType):
-    """``--degrade noise=3,jpeg=85``: a ``protocol.Degradation``."""
+    """``--degrade noise=3,jpeg=85``: a ``protocol.Degradation``; with ``key``, the value of that one item
+    (``--psf gauss:F`` -> the PSF sigma)."""
 
-    name = "spec"
+    def __init__(self, key: str | None = None):
+        self.key, self.name = key, "spec" if key is None else "gauss:F"
 
     def convert(self, value, param, ctx):
         from lfrefsr.protocol import Degradation
 
-        if isinstance(value, Degradation):
+        if not isinstance(value, str):
             return value
         try:
-            return Degradation.parse(value)
+            parsed = Degradation.parse(value if self.key is None else f"{self.key}={value}")
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
-
-
-class _PsfSpec(click.ParamType):
-    """``--psf gauss:F``: the LR camera's Gaussian PSF, sigma F LR pixels (as ``--degrade psf=``)."""
-
-    name = "gauss:F"
-
-    def convert(self, value, param, ctx):
-        from lfrefsr.protocol import Degradation
-
-        if isinstance(value, float):
-            return value
-        try:
-            return Degradation.parse(f"psf={value}").psf
-        except ValueError as exc:
-            self.fail(str(exc).removeprefix("psf="), param, ctx)
+        return parsed if self.key is None else getattr(parsed, self.key)
 
 
 degrade_option = click.option(
@@ -368,7 +355,7 @@ class _Index(click.ParamType):
 @precision_option
 @variant_option
 @lightfield_option
-@click.option("--psf", type=_PsfSpec(), default=None,
+@click.option("--psf", type=_DegradationSpec("psf"), default=None,
               help="The LR camera's lens: a Gaussian PSF of sigma F LR pixels (gauss:F) [default: the store's "
                    "estimate where its LR views come from a camera, else none].")
 @click.option("--noise", type=click.FloatRange(0, 64), default=None,
