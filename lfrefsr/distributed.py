@@ -86,7 +86,8 @@ def run_distributed(
     with (nullcontext(client) if client is not None else
           open_client(scheduler, workers=workers, threads_per_worker=threads_per_worker, gpu=device == "cuda")) as client:
         method_options, settings = run_options(method_name, method_options, device)
-        todo, summary.skipped = start_run(tasks, method_name, overwrite, settings)  # stores change once connected
+        # stores change only once connected
+        todo, summary.skipped = start_run(tasks, method_name, overwrite, settings, method_options)
         futures, previous = {}, {}
         for task in todo:
             after = previous.get((task.store.path, task.reference)) if task.reference_array != "hr" else None

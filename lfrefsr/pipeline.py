@@ -221,15 +221,21 @@ def run_options(method_name: str, options: dict | None, device: str) -> tuple[di
     return options, {"precision": precision}
 
 
-def start_run(tasks: list[Task], method_name: str, overwrite: bool,
-              settings: dict | None = None) -> tuple[list[Task], int]:
-    """Create (or with ``overwrite`` recreate) the result arrays, recording ``settings`` (``run_options``); -> the
-    tasks not done yet, and how many are."""
+def camera_settings(method_name: str, store: Store, options: dict | None) -> dict:
+    """The LR camera model a method runs with on ``store`` (``camera_options``), as recorded with its results."""
+    chosen = camera_options(method_name, store, options) or {}
+    return {key: chosen[key] for key in ("psf", "noise") if key in chosen}
+
+
+def start_run(tasks: list[Task], method_name: str, overwrite: bool, settings: dict | None = None,
+              options: dict | None = None) -> tuple[list[Task], int]:
+    """Create (or with ``overwrite`` recreate) the result arrays, recording ``settings`` (``run_options``) and the
+    camera model each store gives the method; -> the tasks not done yet, and how many are."""
     stores = {task.store.path: task.store for task in tasks}
     for store in stores.values():
         if overwrite:
             store.clear_result(method_name)
-        store.ensure_result(method_name, settings)
+        store.ensure_result(method_name, {**(settings or {}), **camera_settings(method_name, store, options)})
     todo = pending(tasks, method_name)
     return todo, len(tasks) - len(todo)
 
@@ -248,7 +254,7 @@ def run_serial(
     summary = Summary()
     start = time.perf_counter()
     method_options, settings = run_options(method_name, method_options, device)
-    todo, summary.skipped = start_run(tasks, method_name, overwrite, settings)
+    todo, summary.skipped = start_run(tasks, method_name, overwrite, settings, method_options)
     for task in tqdm(todo, desc=method_name, unit="view", disable=not progress):
         try:
             execute(task, method_name, device=device, options=method_options, threads=threads)

@@ -265,6 +265,9 @@ def test_reconstruct_takes_the_lr_cameras_psf_and_noise_by_hand(lf_dir, out_dir)
                  "--workers", "0", "-q"]))
     assert any(not np.array_equal(stores["plain"].read_result("flowwarp", i), stores["lens"].read_result("flowwarp", i))
                for i in stores["plain"].views() if i != (0, 0))
+    assert stores["plain"].result_attrs("flowwarp") == {}  # protocol LR views: no camera model
+    assert stores["lens"].result_attrs("flowwarp") == {"psf": 0.8, "noise": 2.0}
+    assert "psf 0.8, noise 2.0" in run_cli(["info", stores["lens"].path]).stdout
     refused = run_cli(["reconstruct", stores["plain"].path, "--method", "bicubic", "--psf", "gauss:0.8"])
     assert refused.exit_code == 2 and "--psf" in refused.stderr and "camera" in refused.stderr
 
@@ -352,6 +355,7 @@ def test_eval_degrade_records_the_spec_and_scores_against_clean_hr(command, lf_d
         scores[name] = json.loads((out_dir / f"{name}.json").read_text())
     assert "degrade" not in scores["clean"]
     assert scores["noisy"]["degrade"] == {"noise": 8.0, "jpeg": 60, "seed": 0}
+    assert "capture_estimate" in scores["noisy"] and "capture_estimate" not in scores["clean"]
     assert scores["noisy"]["methods"]["bicubic"]["psnr_rgb"] < scores["clean"]["methods"]["bicubic"]["psnr_rgb"]
 
 
