@@ -58,19 +58,22 @@ def evaluate_store(store: Store, methods: list[str], tasks, *, device="cpu", pro
     return results
 
 
-def degrade_store(store: Store, degradation: Degradation) -> dict | None:
+def degrade_store(store: Store, degradation: Degradation | None) -> tuple[Store, dict | None]:
     """Replace every LR view of an eval store (HR known everywhere) by its degraded version, in store order (the
-    order of an H.264 stream), and record the degradation in the store's attributes. -> the capture's estimate of
-    it (``lfrefsr.capture``), as recorded."""
+    order of an H.264 stream), and record the degradation in the store's attributes. -> the store opened again
+    (its attributes now hold the capture's estimate, which the methods that model the camera use) and that
+    estimate (``lfrefsr.capture``) as recorded. Without a degradation, the store as it is and None."""
     from lfrefsr import capture
 
+    if degradation is None:
+        return store, None
     views = store.views()
     lrs = degradation.lr_views([store.read("hr", index) for index in views], store.scale)
     for index, lr in zip(views, lrs):
         store.write("lr", index, lr)
     store.backend.update_attrs({"degrade": degradation.as_json()})
     estimate = capture.record(store)  # what the methods can know: the degradation as the capture shows it
-    return None if estimate is None else estimate.as_json()
+    return Store.open(store.path), None if estimate is None else estimate.as_json()
 
 
 def _degraded(result: dict, degradation: Degradation | None, estimate: dict | None) -> dict:
@@ -87,10 +90,7 @@ def evaluate_lf(src, methods, *, grid=None, origin=(0, 0), scale=8, ref=(0, 0), 
     with tempfile.TemporaryDirectory(prefix="lfrefsr-eval-") as tmp:
         store = ingest_lf(src, Path(tmp) / "eval.zarr", grid=grid, origin=origin, scale=scale, ref=ref,
                           pattern=pattern, index_base=index_base, progress=progress)
-        estimate = None
-        if degradation is not None:
-            estimate = degrade_store(store, degradation)
-            store = Store.open(store.path)  # with the estimate, which the methods that model the camera use
+        store, estimate = degrade_store(store, degradation)
         tasks = plan(store)
         results = evaluate_store(store, methods, tasks, device=device, progress=progress, method_options=method_options)
     return _degraded({"kind": "lf", "src": str(src), "scale": scale, "grid": list(store.view_shape[-2:]),
@@ -102,10 +102,7 @@ def evaluate_video(src, methods, *, scale=8, max_frames=None, device="cpu", prog
     """Each frame t >= 1 super-resolved with HR frame t-1 as its reference; ``degradation`` as ``evaluate_lf``."""
     with tempfile.TemporaryDirectory(prefix="lfrefsr-eval-") as tmp:
         store = ingest_video(src, Path(tmp) / "eval.zarr", scale=scale, max_frames=max_frames, progress=progress)
-        estimate = None
-        if degradation is not None:
-            estimate = degrade_store(store, degradation)
-            store = Store.open(store.path)  # with the estimate, which the methods that model the camera use
+        store, estimate = degrade_store(store, degradation)
         tasks = plan(store, reference_mode=ReferenceMode.PREVIOUS)
         results = evaluate_store(store, methods, tasks, device=device, progress=progress, method_options=method_options)
     return _degraded({"kind": "video", "src": str(src), "scale": scale, "frames": store.view_shape[0],
