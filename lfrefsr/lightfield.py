@@ -31,6 +31,18 @@ MIN_VIEWS = 3  # fewer views do not outvote occlusions; refsr then keeps the per
 # synthetic 8x8 light fields and 11 hci-backgammon views; gain of refsr over flowwarp there (dB, selection window 3):
 # no hypotheses +0.32 / +0.33, (12,) +2.05 / +0.63, (4, 12) +2.26 / +0.65
 EDGE_SPREADS = (4, 12)
+# the sweep for a noisy LR camera (capture.noisy): every view votes and the cost is aggregated over a wider box.
+# hci-backgammon with noise=3,jpeg=85 (estimated noise 6.5), reference warped by the disparity alone, 10 views:
+# keep 0.75 / window 5 (the clean setting) 23.33 dB, 1.0 / 5 23.93, 1.0 / 15 25.45, 1.0 / 21 25.65, 1.0 / 31 25.52,
+# 0.9 / 21 25.02 (squared differences instead of absolute ones: 24.98 at 1.0 / 21); on the clean views 27.88
+NOISY_SWEEP = {"keep": 1.0, "window": 21}
+
+
+def sweep_settings(noise: float) -> dict:
+    """``estimate_disparity``'s keep and window for an LR camera of ``noise`` (sigma in 1/255)."""
+    from lfrefsr.capture import noisy
+
+    return dict(NOISY_SWEEP) if noisy(noise) else {}
 
 
 def estimate_disparity(

@@ -95,3 +95,19 @@ def test_back_projection_does_not_push_the_lr_views_noise_into_the_result():
     plain = back_project(start, noisy[None], 4, 10)
     aware = back_project(start, noisy[None], 4, 10, noise=6.0)
     assert metrics.psnr(aware[0], truth[0]) > metrics.psnr(plain[0], truth[0]) + 3
+
+
+def test_a_correct_warp_keeps_its_trust_on_a_noisy_lr_view():
+    """The residual of a perfect warp against a noisy LR view is the noise: with the camera's noise level the trust
+    judges it over 3 x 3 LR pixels and stays high; a clean camera's views are judged per pixel, as before."""
+    from lfrefsr.capture import NOISY
+    from lfrefsr.methods.flowwarp import lr_disagreement, noise_window
+
+    truth = protocol.to_float(protocol.quantize(_image(128, 128, 2)))[None]  # (1, 3, H, W): the warp is exact
+    noisy = protocol.to_float(protocol.Degradation.parse("noise=5").lr_views([protocol.quantize(truth[0])], 4)[0])
+    per_pixel = lr_disagreement(truth, noisy[None], 4).mean()
+    averaged = lr_disagreement(truth, noisy[None], 4, noise=5.0).mean()
+    assert averaged < per_pixel / 2
+    assert noise_window(NOISY) == 1 and noise_window(5.0) == 3
+    clean = protocol.to_float(protocol.make_lr(protocol.quantize(truth[0]), 4))[None]
+    torch.testing.assert_close(lr_disagreement(truth, clean, 4, noise=0.4), lr_disagreement(truth, clean, 4))

@@ -115,6 +115,7 @@ def test_sisr_training_runs_and_exports(tmp_path):
 
 
 @pytest.mark.parametrize("config,alignment,channels", [("ssnet_cpu.yaml", "flow", 7),
+                                                       ("ssnet_real_cpu.yaml", "flow", 7),
                                                        ("ssnet_paper_cpu.yaml", "ccnet", 3)])
 def test_ssnet_training_runs_and_exports(tmp_path, config, alignment, channels):
     from lfrefsr.training.common import load_config
@@ -122,7 +123,7 @@ def test_ssnet_training_runs_and_exports(tmp_path, config, alignment, channels):
 
     ccnet_weights, sisr_weights = _tiny_networks(tmp_path)
     ssnet = load_config(f"pipelines/{config}")
-    ssnet.update(ccnet_weights=str(ccnet_weights), sisr_weights=str(sisr_weights))
+    ssnet.update(ccnet_weights=str(ccnet_weights), sisr_weights=str(sisr_weights), init=None)  # tiny networks
     ssnet["model"].update(lr_channels=16, features=8)
     ssnet["pairs"].update(size=64, photos=["skimage"])
     ssnet["train"].update(steps=3, batch=2, patch=4, pool=2, refresh_every=2, search_range=16, threads=1)
@@ -131,3 +132,33 @@ def test_ssnet_training_runs_and_exports(tmp_path, config, alignment, channels):
     assert result.exit_code == 0, result.output
     net, state = load_network("ssnet", tmp_path / "ssnet_run" / "weights.pt")
     assert net.scale == 8 and net.hr_in_channels == channels and state["synthesis"]["alignment"] == alignment
+
+
+def test_random_lr_cameras_stay_in_their_ranges_and_are_estimated_as_at_inference():
+    """ssnet_real_cpu.yaml's degradations: each part within its configured range, some pairs clean, and the camera
+    model each pair is aligned with is the one lfrefsr.capture finds in it."""
+    import numpy as np
+
+    from lfrefsr.training.common import load_config
+    from lfrefsr.training.ssnet import camera_lr, random_degradation
+
+    config = load_config("pipelines/ssnet_real_cpu.yaml")["train"]["degrade"]
+    rng = np.random.default_rng(0)
+    drawn = [random_degradation(rng, config) for _ in range(200)]
+    cameras = [d for d in drawn if d is not None]
+    assert 20 < len(drawn) - len(cameras) < 60  # clean: 0.2
+    assert all(d.psf == 0 or config["psf"][0] <= d.psf <= config["psf"][1] for d in cameras)
+    assert all(config["noise"][0] <= d.noise <= config["noise"][1] for d in cameras)
+    assert {d.jpeg is None for d in cameras} == {True, False}
+    assert random_degradation(rng, None) is None
+
+    from test_protocol import _image
+
+    from lfrefsr import protocol
+
+    target = protocol.to_float(protocol.quantize(_image(192, 192, 1)))
+    lr, psf, noise = camera_lr(target, 8, protocol.Degradation(psf=0.6, noise=2.0), rng)
+    assert lr.shape == (1, 3, 24, 24) and psf == pytest.approx(0.6, rel=0.15) and 1.0 < noise < 3.0
+    clean, psf, noise = camera_lr(target, 8, None, rng)
+    assert (psf, noise) == (0.0, 0.0)
+    torch.testing.assert_close(clean[0], protocol.to_float(protocol.make_lr(protocol.quantize(target), 8)))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 
 from lfrefsr.capability import effective_precision
-from lfrefsr.lightfield import MIN_VIEWS, disparity_hypotheses, estimate_disparity, view_flow
+from lfrefsr.lightfield import MIN_VIEWS, disparity_hypotheses, estimate_disparity, sweep_settings, view_flow
 from lfrefsr.methods.base import Method, ViewHint, register
 from lfrefsr.methods.flowwarp import FlowWarp, back_project
 from lfrefsr.models.ssnet import GUIDE_CHANNELS
@@ -108,7 +108,8 @@ class RefSR(Method):
         context = self.flowwarp.prepare(ref)
         grid_views = [(hint.grid_offset, lr.to(self.device)) for hint, lr in views or () if hint.grid_offset]
         if self.uses_views and len(grid_views) >= MIN_VIEWS:
-            disparity = estimate_disparity(ref, grid_views, self.scale, psf=self.psf)  # (H, W)
+            disparity = estimate_disparity(ref, grid_views, self.scale, psf=self.psf,
+                                           **sweep_settings(self.noise))  # (H, W)
             context["disparity"] = disparity_hypotheses(disparity)  # [(H, W)]
         return context
 

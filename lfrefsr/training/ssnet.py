@@ -13,6 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lfrefsr import capture, protocol
 from lfrefsr.capability import effective_precision
 from lfrefsr.correspondence.matchers import get_matcher
 from lfrefsr.methods.flowwarp import FlowWarp
@@ -34,6 +35,34 @@ def smooth_flow_error(rng: np.random.Generator, size: tuple[int, int], rms: floa
     return field / field.pow(2).mean().sqrt().clamp_min(1e-6) * float(rng.uniform(0, rms))
 
 
+def random_degradation(rng: np.random.Generator, config: dict | None) -> protocol.Degradation | None:
+    """A real LR camera drawn at random (``train.degrade``), or None for the protocol's clean LR view.
+
+    config keys: ``clean`` (probability of no degradation), ``psf`` ([low, high] Gaussian sigma in LR pixels, drawn
+    uniformly; 0 half the time), ``noise`` ([low, high] sigma in 1/255), ``jpeg`` ([low, high] quality, applied with
+    probability ``jpeg_p``). Codecs, lenses and sensors vary independently, so each part is drawn on its own."""
+    if not config or rng.random() < float(config.get("clean", 0.0)):
+        return None
+    psf = float(rng.uniform(*config["psf"])) if rng.random() < 0.5 else 0.0
+    noise = float(rng.uniform(*config["noise"]))
+    jpeg = int(rng.integers(config["jpeg"][0], config["jpeg"][1] + 1)) if rng.random() < float(
+        config.get("jpeg_p", 0.5)) else None
+    return protocol.Degradation(psf=round(psf, 3), noise=round(noise, 2), jpeg=jpeg, seed=int(rng.integers(2**31)))
+
+
+def camera_lr(target: torch.Tensor, scale: int, degradation: protocol.Degradation | None,
+              rng: np.random.Generator, noise: float = 0.0) -> tuple[torch.Tensor, float, float]:
+    """HR target (3, S, S) -> (LR (1, 3, s, s) as an 8-bit camera gives it, its estimated psf, noise): the camera
+    model refsr gets at inference, estimated from the same view's HR/LR pair (``lfrefsr.capture``). Without a
+    degradation, the protocol's LR view (``noise`` adds the old recipe's Gaussian noise) and the clean model."""
+    if degradation is None:
+        return degrade(target, scale, noise, rng), 0.0, 0.0
+    hr = protocol.quantize(target)  # (3, S, S) uint8
+    lr = protocol.to_float(degradation.lr_views([hr], scale)[0])  # (3, s, s)
+    found = capture.estimate([protocol.to_float(hr)], [lr], scale)
+    return lr[None], found.psf, found.noise
+
+
 class PairPool:
     """Prepared training pairs: everything SS-Net's inputs need, computed once per pair."""
 
@@ -50,6 +79,7 @@ class PairPool:
             weights=config.get("ccnet_weights"))
         self.photos, self.noise = photos, float(train.get("noise", 0.0))
         self.flow_error = float(train.get("flow_error", 0.0))  # px: rms of a smooth error added to the flow
+        self.degrade = train.get("degrade")  # real LR cameras (random_degradation); None: the clean protocol
         self.ref_patches = config.get("ref_patches", "warp")
         self.epipolar = bool(config.get("epipolar", True))
         self.items = [self.prepare(rng) for _ in range(int(train["pool"]))]
@@ -58,12 +88,13 @@ class PairPool:
     def prepare(self, rng: np.random.Generator) -> dict:
         scale = self.pair_cfg.scale
         pair = sample_pair(rng, self.photos, self.pair_cfg)
-        lr = degrade(pair.target, scale, self.noise, rng)  # (1, 3, h, w)
+        lr, psf, noise = camera_lr(pair.target, scale, random_degradation(rng, self.degrade), rng, self.noise)
         ref = (pair.ref * 255).round() / 255  # (3, S, S)
         lr_features = self.sisr.features(lr)[0]
         if self.flowwarp is not None:  # exactly what refsr's default variant feeds SS-Net
             error = smooth_flow_error(rng, ref.shape[-2:], self.flow_error) if self.flow_error else None
-            aligned = self.flowwarp.align(lr[0], self.flowwarp.prepare(ref), error)  # each (1, C, S, S)
+            flowwarp = FlowWarp(scale, psf=psf, noise=noise) if (psf or noise) else self.flowwarp
+            aligned = flowwarp.align(lr[0], flowwarp.prepare(ref), error)  # each (1, C, S, S)
             return {"lr_features": lr_features, "base": aligned["result"][0], "hr": pair.target,
                     "ref": flow_guide(aligned)}  # guide (7, S, S)
         direction = pair.direction if self.epipolar else None  # as refsr searches light fields at inference
