@@ -32,27 +32,34 @@ MAX_SIDE = 768  # HR pixels: a centre crop of larger images is plenty for one bl
 @dataclass(frozen=True)
 class CaptureEstimate:
     """``psf``: Gaussian sigma in LR pixels (``psf * scale`` HR pixels); ``gain`` per channel; ``noise``: robust
-    residual sigma in 1/255; ``pairs``: how many HR/LR pairs it was fitted on."""
+    residual sigma in 1/255; ``pairs``: how many HR/LR pairs it was fitted on; ``chroma``: the residual's colour
+    difference sigma over its luma sigma (about 1 for sensor noise, well above where a codec subsampled the colour:
+    3.4 for JPEG 85 on hci-backgammon's colourful texture; stores written before it was measured read 1)."""
 
     psf: float
     gain: tuple[float, ...]
     noise: float
     pairs: int
+    chroma: float = 1.0
 
     def as_json(self) -> dict:
         return {key: (list(value) if isinstance(value, tuple) else value) for key, value in asdict(self).items()}
 
     @classmethod
     def from_json(cls, data: dict) -> CaptureEstimate:
-        return cls(psf=float(data["psf"]), gain=tuple(data["gain"]), noise=float(data["noise"]), pairs=int(data["pairs"]))
+        return cls(psf=float(data["psf"]), gain=tuple(data["gain"]), noise=float(data["noise"]), pairs=int(data["pairs"]),
+                   chroma=float(data.get("chroma", 1.0)))
 
     def line(self, scale: int) -> str:
         gains = ", ".join(f"{g:.3f}" for g in self.gain)
         return (f"psf gauss:{self.psf:.2f} (sigma {self.psf * scale:.1f} HR px), gain {gains}, "
-                f"noise {self.noise:.1f}/255 ({self.pairs} HR/LR pair{'s' if self.pairs != 1 else ''})")
+                f"noise {self.noise:.1f}/255" + (f", colour residual {self.chroma:.1f}x luma (subsampled colour)"
+                                                  if subsampled(self.chroma) else "")
+                + f" ({self.pairs} HR/LR pair{'s' if self.pairs != 1 else ''})")
 
 
 NOISY = 1.0  # 1/255: above the residual of 8-bit quantisation alone (the protocol's own LR views estimate 0.3-0.4)
+SUBSAMPLED = 1.5  # chroma over luma residual: sensor noise gives 0.9-1.1 on the dev sets, 4:2:0 codecs up to 4.5
 EDGE_SHARE = 0.2  # the share of LR pixels, those nearest strong edges, on which the blur is fitted
 
 
@@ -60,6 +67,16 @@ def noisy(noise: float) -> bool:
     """Whether an LR camera's noise (sigma in 1/255, ``CaptureEstimate.noise``) is more than quantisation's: the
     methods then judge residuals over neighbourhoods rather than single pixels."""
     return noise > NOISY
+
+
+def subsampled(chroma: float) -> bool:
+    """Whether the LR views' colour is coarser than their luma (``CaptureEstimate.chroma``): a codec's 4:2:0."""
+    return chroma > SUBSAMPLED
+
+
+def robust_sigma(values: torch.Tensor) -> float:
+    """The median absolute deviation as a Gaussian sigma, in 1/255 for values in [0, 1]."""
+    return 1.4826 * float((values - values.median()).abs().median()) * 255
 
 
 def edge_mask(hr: torch.Tensor, scale: int) -> torch.Tensor:
@@ -124,9 +141,14 @@ def estimate(hrs: list[torch.Tensor], lrs: list[torch.Tensor], scale: int) -> Ca
         if errors[0] <= min(fa, fb):  # no blur beyond the protocol's fits best
             psf = 0.0
         _, gain, residual = _fit(hr, lr, scale, psf)
-        noise = 1.4826 * float((residual - residual.median()).abs().median()) * 255  # robust sigma, 1/255
+        noise = robust_sigma(residual)
+        chroma = 1.0
+        if residual.shape[1] == 3:  # BT.601 luma and colour differences of the residual
+            luma = 0.299 * residual[:, 0] + 0.587 * residual[:, 1] + 0.114 * residual[:, 2]
+            colour = (robust_sigma(0.564 * (residual[:, 2] - luma)) + robust_sigma(0.713 * (residual[:, 0] - luma))) / 2
+            chroma = colour / max(robust_sigma(luma), 0.05)
     return CaptureEstimate(psf=round(float(psf), 4), gain=tuple(round(float(g), 4) for g in gain),
-                           noise=round(noise, 3), pairs=len(hrs))
+                           noise=round(noise, 3), pairs=len(hrs), chroma=round(chroma, 3))
 
 
 def estimate_store(store) -> CaptureEstimate | None:

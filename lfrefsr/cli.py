@@ -380,7 +380,7 @@ def reconstruct(stores, method, ref, reference, views, workers, threads_per_work
     if camera:
         from lfrefsr.methods import method_class
 
-        if not method_class(method[0]).uses_camera:
+        if not method_class(method[0]).camera:
             raise click.BadParameter(f"method {method[0]!r} does not model the LR camera",
                                      param_hint="--psf" if psf is not None else "--noise")
         options = {**(options or {}), **camera}

@@ -31,18 +31,22 @@ MIN_VIEWS = 3  # fewer views do not outvote occlusions; refsr then keeps the per
 # synthetic 8x8 light fields and 11 hci-backgammon views; gain of refsr over flowwarp there (dB, selection window 3):
 # no hypotheses +0.32 / +0.33, (12,) +2.05 / +0.63, (4, 12) +2.26 / +0.65
 EDGE_SPREADS = (4, 12)
-# the sweep for a noisy LR camera (capture.noisy): every view votes and the cost is aggregated over a wider box.
-# hci-backgammon with noise=3,jpeg=85 (estimated noise 6.5), reference warped by the disparity alone, 10 views:
-# keep 0.75 / window 5 (the clean setting) 23.33 dB, 1.0 / 5 23.93, 1.0 / 15 25.45, 1.0 / 21 25.65, 1.0 / 31 25.52,
-# 0.9 / 21 25.02 (squared differences instead of absolute ones: 24.98 at 1.0 / 21); on the clean views 27.88
-NOISY_SWEEP = {"keep": 1.0, "window": 21}
+# The sweep for a noisy LR camera (capture.noisy): every view votes and the cost is aggregated over a wider box; for
+# views whose colour a codec subsampled (capture.subsampled), the cost is on luma. hci-backgammon, reference warped by
+# the disparity alone, 10 views (clean views: 27.88 dB):
+#   noise=3,jpeg=85 (noise 6.5, chroma 2.7): RGB keep 0.75 / window 5 (the clean setting) 23.33, RGB 1.0 / 21 25.65,
+#     luma 0.75 / 5 25.89, luma 1.0 / 9 26.44, luma 1.0 / 13 26.49, luma 1.0 / 21 26.14
+#   jpeg=85 (noise 6.3, chroma 3.4): RGB 0.75 / 5 23.19, RGB 1.0 / 21 25.43, luma 0.75 / 5 25.24, luma 1.0 / 9 25.93
+#   noise=3 (noise 3.0, chroma 1.0): RGB 0.75 / 5 27.77, RGB 1.0 / 5 27.78, RGB 1.0 / 21 26.65, luma 1.0 / 9 27.03
+NOISY_SWEEP = {"keep": 1.0, "window": 9}
 
 
-def sweep_settings(noise: float) -> dict:
-    """``estimate_disparity``'s keep and window for an LR camera of ``noise`` (sigma in 1/255)."""
-    from lfrefsr.capture import noisy
+def sweep_settings(noise: float, chroma: float = 1.0) -> dict:
+    """``estimate_disparity``'s options for an LR camera of ``noise`` (sigma in 1/255) and ``chroma``
+    (``CaptureEstimate.chroma``)."""
+    from lfrefsr.capture import noisy, subsampled
 
-    return dict(NOISY_SWEEP) if noisy(noise) else {}
+    return {**(NOISY_SWEEP if noisy(noise) else {}), **({"luma": True} if subsampled(chroma) else {})}
 
 
 def estimate_disparity(
@@ -55,13 +59,15 @@ def estimate_disparity(
     keep: float = 0.75,
     window: int = 5,
     psf: float = 0.0,
+    luma: bool = False,
 ) -> torch.Tensor:
     """Disparity (H, W) of the reference view, in HR pixels per grid step. ``psf``: the LR camera's Gaussian PSF in LR
     pixels (``lfrefsr.capture``), so that the reference is blurred as the LR views are.
 
     ref (3, H, W) HR reference; views: ((du, dv) grid offset from the reference, LR view (3, H/scale, W/scale)).
     Candidates are every ``step`` in [-max_disparity, max_disparity]; ``keep`` is the share of views averaged per
-    pixel (the best-matching ones); ``window`` the side, in working pixels, of the box that aggregates the cost.
+    pixel (the best-matching ones); ``window`` the side, in working pixels, of the box that aggregates the cost;
+    ``luma``: compare BT.601 luma only (views whose colour a codec subsampled).
     """
     if not views:
         raise ValueError("estimate_disparity needs at least one LR view")
@@ -72,6 +78,9 @@ def estimate_disparity(
     blurred = protocol.blur(ref[None], scale, psf)  # (1, 3, H, W): the reference as the LR views see it
     ref_work = F.interpolate(blurred, size=size, mode="bilinear", antialias=True, align_corners=False)  # (1, 3, h2, w2)
     lrs = torch.stack([lr.to(ref) for _, lr in views])  # (V, 3, h, w)
+    if luma and lrs.shape[1] == 3:
+        weights = torch.tensor([0.299, 0.587, 0.114], dtype=ref.dtype, device=ref.device).view(1, 3, 1, 1)
+        ref_work, lrs = (ref_work * weights).sum(1, keepdim=True), (lrs * weights).sum(1, keepdim=True)  # (., 1, ., .)
     lrs_work = F.interpolate(lrs, size=size, mode="bicubic", align_corners=False)  # (V, 3, h2, w2)
     offsets = torch.tensor([[dv, du] for (du, dv), _ in views], dtype=ref.dtype, device=ref.device)  # (V, 2): x, y
     grid = pixel_grid(*size, device=ref.device, dtype=ref.dtype)  # (2, h2, w2)

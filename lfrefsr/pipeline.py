@@ -197,9 +197,10 @@ def camera_options(method_name: str, store: Store, options: dict | None) -> dict
     """A method that models the LR camera gets the store's estimate of it (``capture`` attributes, recorded where the
     LR views come from a camera) unless ``options`` give ``psf`` or ``noise`` themselves."""
     found = store.attrs.get("capture")
-    if not found or not method_class(method_name).uses_camera:
+    wanted = method_class(method_name).camera
+    if not found or not wanted:
         return options
-    return {"psf": found["psf"], "noise": found["noise"], **(options or {})}
+    return {**{key: found[key] for key in wanted if key in found}, **(options or {})}
 
 
 def check_method(method_name: str, scale: int, options: dict | None) -> None:
@@ -224,7 +225,7 @@ def run_options(method_name: str, options: dict | None, device: str) -> tuple[di
 def camera_settings(method_name: str, store: Store, options: dict | None) -> dict:
     """The LR camera model a method runs with on ``store`` (``camera_options``), as recorded with its results."""
     chosen = camera_options(method_name, store, options) or {}
-    return {key: chosen[key] for key in ("psf", "noise") if key in chosen}
+    return {key: chosen[key] for key in method_class(method_name).camera if key in chosen}
 
 
 def start_run(tasks: list[Task], method_name: str, overwrite: bool, settings: dict | None = None,

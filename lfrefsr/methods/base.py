@@ -30,7 +30,8 @@ class Method:
     uses_reference: ClassVar[bool] = True
     uses_views: ClassVar[bool] = False  # prepare(ref, views=[(hint, lr), ...]): the LR views sharing the reference
     learned: ClassVar[bool] = False  # runs trained networks: takes ``precision`` (and weights), records it
-    uses_camera: ClassVar[bool] = False  # takes the LR camera's ``psf`` and ``noise`` (``lfrefsr.capture``)
+    # the LR camera's parameters it takes (``lfrefsr.capture.CaptureEstimate`` fields: psf, noise, chroma)
+    camera: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, scale: int = 8, device: str | torch.device = "cpu", **options: Any):
         from lfrefsr.runtime import keep_freed_memory

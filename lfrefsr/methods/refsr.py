@@ -48,7 +48,7 @@ def flow_guide(aligned: dict) -> torch.Tensor:
 class RefSR(Method):
     name = "refsr"
     learned = True
-    uses_camera = True
+    camera = ("psf", "noise", "chroma")
     default_variant = "default"
     uses_views = True  # prepare() takes the other LR views of a light field (their shared disparity)
 
@@ -57,7 +57,7 @@ class RefSR(Method):
                  back_project: int | None = None, lightfield: bool | None = None, aggregate: int | None = None,
                  search_range: int = 100,
                  ccnet_weights=None, sisr_weights=None, ssnet_weights=None, precision: str = "fp32", batch: int = 64,
-                 tile: int | None = 64, psf: float = 0.0, noise: float = 0.0):
+                 tile: int | None = 64, psf: float = 0.0, noise: float = 0.0, chroma: float = 1.0):
         super().__init__(scale, device)
         from lfrefsr.errors import LfrefsrError
         from lfrefsr.weights import load_network
@@ -75,7 +75,7 @@ class RefSR(Method):
         self.uses_views = bool(chosen["lightfield"]) and self.alignment == "flow"
         self.precision, self.batch, self.tile = effective_precision(precision, self.device), batch, tile
         # the LR camera (lfrefsr.capture): the flow chain, the disparity, the back-projection
-        self.psf, self.noise = float(psf), float(noise)
+        self.psf, self.noise, self.chroma = float(psf), float(noise), float(chroma)
         self.sisr, _ = load_network("sisr", sisr_weights, device=str(self.device))
         self.ssnet, _ = load_network("ssnet", ssnet_weights, device=str(self.device),
                                      shipped=NETWORK[self.alignment])
@@ -109,7 +109,7 @@ class RefSR(Method):
         grid_views = [(hint.grid_offset, lr.to(self.device)) for hint, lr in views or () if hint.grid_offset]
         if self.uses_views and len(grid_views) >= MIN_VIEWS:
             disparity = estimate_disparity(ref, grid_views, self.scale, psf=self.psf,
-                                           **sweep_settings(self.noise))  # (H, W)
+                                           **sweep_settings(self.noise, self.chroma))  # (H, W)
             context["disparity"] = disparity_hypotheses(disparity)  # [(H, W)]
         return context
 
