@@ -228,6 +228,13 @@ def camera_settings(method_name: str, store: Store, options: dict | None) -> dic
     return {key: chosen[key] for key in method_class(method_name).camera if key in chosen}
 
 
+def network_settings(method_name: str, store: Store, options: dict | None) -> dict:
+    """The trained networks a method loads for ``store`` (its LR camera can choose them), as recorded with its
+    results: ``{"networks": "sisr+ssnet_real"}``, or {} for a classical method."""
+    found = method_class(method_name).networks(camera_options(method_name, store, options))
+    return {"networks": "+".join(found.values())} if found else {}
+
+
 def start_run(tasks: list[Task], method_name: str, overwrite: bool, settings: dict | None = None,
               options: dict | None = None) -> tuple[list[Task], int]:
     """Create (or with ``overwrite`` recreate) the result arrays, recording ``settings`` (``run_options``) and the
@@ -236,7 +243,8 @@ def start_run(tasks: list[Task], method_name: str, overwrite: bool, settings: di
     for store in stores.values():
         if overwrite:
             store.clear_result(method_name)
-        store.ensure_result(method_name, {**(settings or {}), **camera_settings(method_name, store, options)})
+        store.ensure_result(method_name, {**(settings or {}), **camera_settings(method_name, store, options),
+                                          **network_settings(method_name, store, options)})
     todo = pending(tasks, method_name)
     return todo, len(tasks) - len(todo)
 

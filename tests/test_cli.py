@@ -248,14 +248,14 @@ def test_reconstruct_bf16_without_native_bf16_runs_float32(lf_dir, out_dir, no_n
     assert len(warning) == 1 and "float32" in warning[0] and AVX2_ONLY_MISSING in warning[0]
     assert runs["fp32"].stderr.strip() == ""
     for store in stores.values():
-        assert store.result_attrs("refsr") == {"precision": "fp32"}
+        assert store.result_attrs("refsr") == {"precision": "fp32", "networks": "sisr+ssnet"}
     for index in stores["fp32"].views():
         if index != (0, 0):
             np.testing.assert_array_equal(stores["bf16"].read_result("refsr", index),
                                           stores["fp32"].read_result("refsr", index))
     info = run_cli(["info", stores["bf16"].path])
     _ok(info)
-    assert "sr/refsr: 8 views done, precision fp32" in info.stdout
+    assert "sr/refsr: 8 views done, precision fp32, networks sisr+ssnet" in info.stdout
 
 
 def test_reconstruct_takes_the_lr_cameras_psf_and_noise_by_hand(lf_dir, out_dir):
@@ -344,6 +344,13 @@ def test_eval_records_the_precision_that_ran(lf_dir, out_dir, no_native_bf16):
     methods = json.loads(json_path.read_text())["methods"]
     assert "precision" not in methods["bicubic"]
     assert methods["sisr"]["precision"] == methods["refsr"]["precision"] == "fp32"
+    # the networks each learned method loaded, named and hashed as the manifest ships them
+    from lfrefsr.weights import manifest
+
+    shipped = manifest()
+    assert "networks" not in methods["bicubic"]
+    assert methods["sisr"]["networks"] == {"sisr": {"name": "sisr", "sha256": shipped["sisr"]["sha256"]}}
+    assert methods["refsr"]["networks"]["ssnet"] == {"name": "ssnet", "sha256": shipped["ssnet"]["sha256"]}
 
 
 @pytest.mark.parametrize("command", [["eval", "lf", "{lf}"], ["eval", "video", "{frames}"]])
@@ -351,8 +358,10 @@ def test_eval_degrade_records_the_spec_and_scores_against_clean_hr(command, lf_d
     args = [a.format(lf=lf_dir, frames=frames_dir) for a in command]
     scores = {}
     for name, extra in (("clean", []), ("noisy", ["--degrade", "noise=8,jpeg=60"])):
-        _ok(run_cli([*args, "--json", out_dir / f"{name}.json", "--methods", "bicubic", "-q", *extra]))
+        _ok(run_cli([*args, "--json", out_dir / f"{name}.json", "--methods", "bicubic,refsr", "-q", *extra]))
         scores[name] = json.loads((out_dir / f"{name}.json").read_text())
+    assert scores["noisy"]["methods"]["refsr"]["camera"]["noise"] > 3  # the capture's estimate, in use
+    assert "camera" not in scores["clean"]["methods"]["refsr"]
     assert "degrade" not in scores["clean"]
     assert scores["noisy"]["degrade"] == {"noise": 8.0, "jpeg": 60, "seed": 0}
     assert "capture_estimate" in scores["noisy"] and "capture_estimate" not in scores["clean"]

@@ -71,3 +71,15 @@ def test_shipped_refsr_beats_bicubic_and_flowwarp_on_an_unseen_synthetic_scene(k
         psnr[name] = metrics.psnr(method.super_resolve(lr, method.prepare(hr[reference]), hint), hr[target])
     assert psnr["refsr"] > psnr["bicubic"] + 2.0, psnr
     assert psnr["refsr"] > psnr["flowwarp"], psnr
+
+
+def test_learned_methods_name_the_networks_they_load():
+    from lfrefsr.methods import method_class
+    from lfrefsr.methods.refsr import RefSR, RefSRPaper
+
+    assert RefSR.networks() == {"sisr": "sisr", "ssnet": "ssnet"}
+    assert RefSR.networks({"noise": 5.0, "ssnet_weights": "mine.pt"})["ssnet"] == "mine.pt"
+    assert RefSR.networks({"variant": "paper"}) == RefSRPaper.networks() == {"sisr": "sisr", "ssnet": "ssnet_paper",
+                                                                               "ccnet": "ccnet"}
+    assert method_class("sisr").networks({"weights": "s.pt"}) == {"sisr": "s.pt"}
+    assert method_class("flowwarp").networks() == {}

@@ -42,6 +42,12 @@ class Method:
         if options:
             raise LfrefsrError(f"method {self.name!r} takes no options {sorted(options)}")
 
+    @classmethod
+    def networks(cls, options: dict | None = None) -> dict[str, str]:
+        """The trained networks it loads with ``options``: role (sisr, ssnet, ccnet) -> a shipped name
+        (``lfrefsr/weights/manifest.json``) or a weights file's path. None for a classical method."""
+        return {}
+
     def prepare(self, ref: torch.Tensor) -> Any:
         """Per-reference work (3, H, W) -> context passed to every ``super_resolve`` of that reference."""
         return ref.to(self.device)

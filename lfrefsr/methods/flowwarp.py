@@ -37,17 +37,23 @@ def _gray_u8(image: torch.Tensor) -> np.ndarray:
     return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
 
 
-def dis_flow(target: np.ndarray, source: np.ndarray, preset: str = "default") -> torch.Tensor:
-    """DIS flow (2, H, W) such that ``target(x) ~ source(x + flow(x))``.
+# The DIS settings and back-projection steps of the ``default`` preset, by the LR camera: the best mean over
+# hci-backgammon (12 views), Sintel alley_1 clean and final (3 frames each), seq-0016-0025 (9) and three synthetic 8x8
+# light fields (8 views each), every set weighted equally (the sensitivity table is in benchmarks/README.md).
+# Clean views: FAST with its own 8-px patches and 10 steps (mean 31.92 dB; 12-px patches 31.77, which won on
+# hci-backgammon alone by 0.05 dB and lost on every other set). Noisy views (noise=3,jpeg=85, the capture's estimate
+# in use): 12-px patches and one step (29.30; 8-px 29.23; 12-px with 10 steps 29.24, lower on all 7 sets).
+CLEAN_DIS = {"patch": 8, "iterations": 10}
+NOISY_DIS = {"patch": 12, "iterations": 1}
 
-    ``default`` is OpenCV's FAST preset with 12-pixel patches: on blurred x8 inputs a coarser, smoother flow
-    beats the finer presets (hci-backgammon, 20 views: default 28.05 dB, fast 28.01, medium 27.64, finest 27.15).
-    """
-    if preset == "default":
-        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-        dis.setPatchSize(12)
-    else:
-        dis = cv2.DISOpticalFlow_create(_PRESETS[preset])
+
+def dis_flow(target: np.ndarray, source: np.ndarray, preset: str = "default", patch: int | None = None
+             ) -> torch.Tensor:
+    """DIS flow (2, H, W) such that ``target(x) ~ source(x + flow(x))``: OpenCV's ``preset`` (``default`` is FAST),
+    with ``patch``-pixel patches where given (else the preset's own)."""
+    dis = cv2.DISOpticalFlow_create(_PRESETS["fast" if preset == "default" else preset])
+    if patch is not None:
+        dis.setPatchSize(int(patch))
     height, width = target.shape
     pad_y, pad_x = max(0, _MIN_SIDE - height), max(0, _MIN_SIDE - width)
     if pad_y or pad_x:  # DIS refuses images smaller than its patches: pad by reflection, crop the flow after
@@ -116,7 +122,9 @@ def select_flow(ref: torch.Tensor, lr: torch.Tensor, scale: int, flows: list[tor
 
 @register
 class FlowWarp(Method):
-    """Options: ``preset`` (DIS preset), ``iterations`` (back-projection), ``tolerance`` (LR disagreement at which
+    """Options: ``preset`` (DIS preset; ``default`` is FAST with the patch size and back-projection steps
+    ``CLEAN_DIS`` or ``NOISY_DIS`` give for the LR camera), ``patch`` (DIS patch side, overrides),
+    ``iterations`` (back-projection, overrides), ``tolerance`` (LR disagreement at which
     trust falls to 1/e), ``consistency`` (forward-backward threshold in pixels; None = no occlusion check, which
     measured better on hci-backgammon: 27.64 against 27.07 dB with 5 px). The LR camera (``lfrefsr.capture``):
     ``psf``, its Gaussian PSF in LR pixels, used wherever the reference is compared with the LR view (the blur
@@ -132,7 +140,8 @@ class FlowWarp(Method):
         device="cpu",
         *,
         preset: str = "default",
-        iterations: int = 10,
+        patch: int | None = None,
+        iterations: int | None = None,
         tolerance: float = 0.03,
         consistency: float | None = None,
         psf: float = 0.0,
@@ -141,8 +150,12 @@ class FlowWarp(Method):
         super().__init__(scale, device)
         if preset not in PRESETS:
             raise ValueError(f"preset must be one of {PRESETS}")
-        self.preset, self.iterations = preset, iterations
         self.psf, self.noise = float(psf), float(noise)
+        rule = (NOISY_DIS if noisy(self.noise) else CLEAN_DIS) if preset == "default" else {"patch": None,
+                                                                                            "iterations": 10}
+        self.preset = preset
+        self.patch = rule["patch"] if patch is None else int(patch)
+        self.iterations = rule["iterations"] if iterations is None else int(iterations)
         # the mean absolute difference over 3 channels of Gaussian noise of sigma s is about 0.8 s, divided by the
         # window's side where the residual is averaged first
         self.tolerance = math.hypot(tolerance, 0.8 * self.noise / 255 / noise_window(self.noise))
@@ -171,7 +184,7 @@ class FlowWarp(Method):
         up_gray = _gray_u8(up[0])
         flows = [c[None].to(self.device) for c in candidates or ()]  # each (1, 2, H, W)
         if not flows or not noisy(self.noise):
-            flows.insert(0, dis_flow(up_gray, context["ref_gray"], self.preset)[None].to(self.device))
+            flows.insert(0, dis_flow(up_gray, context["ref_gray"], self.preset, self.patch)[None].to(self.device))
         if flow_error is not None:
             flows[0] = flows[0] + flow_error[None].to(flows[0])
         flow = flows[0] if len(flows) == 1 else select_flow(ref[None], lr, self.scale, flows, psf=self.psf,
@@ -184,7 +197,7 @@ class FlowWarp(Method):
         weight = F.interpolate(weight, size=up.shape[-2:], mode="bilinear", align_corners=False)
         weight = weight * (~out_of_bounds(flow, ref.shape[-2:])).float()[:, None]  # (1, 1, H, W)
         if self.consistency is not None:  # occlusion: the backward flow must return to the start
-            flow_back = dis_flow(context["ref_gray"], up_gray, self.preset)[None].to(self.device)  # (1, 2, H, W)
+            flow_back = dis_flow(context["ref_gray"], up_gray, self.preset, self.patch)[None].to(self.device)
             round_trip = flow + warp(flow_back, flow)  # (1, 2, H, W), zero where consistent
             consistent = (round_trip.norm(dim=1, keepdim=True) < self.consistency).float()
             weight = weight * F.avg_pool2d(consistent, 5, stride=1, padding=2)  # soften the occlusion edge

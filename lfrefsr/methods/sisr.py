@@ -47,6 +47,10 @@ class SISR(Method):
     learned = True
     uses_reference = False
 
+    @classmethod
+    def networks(cls, options: dict | None = None) -> dict[str, str]:
+        return {"sisr": str((options or {}).get("weights") or "sisr")}
+
     def __init__(self, scale: int = 8, device="cpu", *, weights=None, sliding: bool = False, patch: int = 24,
                  stride: int = 2, precision: str = "fp32"):
         super().__init__(scale, device)

@@ -42,6 +42,18 @@ def verify(name: str) -> Path:
     return path
 
 
+def describe(name_or_path: str) -> dict:
+    """{"name", "sha256"} of a shipped network (its manifest name) or of a weights file (its path), as the eval
+    JSON records the networks a method loaded."""
+    from lfrefsr.training.common import sha256
+
+    entry = manifest().get(name_or_path)
+    if entry is not None:
+        return {"name": name_or_path, "sha256": entry["sha256"]}
+    path = Path(name_or_path)
+    return {"name": str(path), "sha256": sha256(path) if path.is_file() else None}
+
+
 def load_file(path: str | Path) -> dict:
     path = Path(path)
     try:
