@@ -57,8 +57,7 @@ def evaluate_store(store: Store, methods: list[str], tasks, *, device="cpu", pro
         results[name] = {**{k: v for k, v in scores.items() if k != "per_view"},
                          **settings,  # a learned method's precision: what ran, not what was asked
                          **({"camera": camera} if camera else {}),
-                         **({"networks": {role: describe(found) for role, found in networks.items()}}
-                            if networks else {}),
+                         **({"networks": [describe(found) for found in networks.values()]} if networks else {}),
                          "seconds": seconds / max(len(tasks), 1), "seconds_total": seconds,
                          "per_view": scores["per_view"]}
     return results

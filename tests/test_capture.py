@@ -111,3 +111,18 @@ def test_a_correct_warp_keeps_its_trust_on_a_noisy_lr_view():
     assert noise_window(NOISY) == 1 and noise_window(5.0) == 3
     clean = protocol.to_float(protocol.make_lr(protocol.quantize(truth[0]), 4))[None]
     torch.testing.assert_close(lr_disagreement(truth, clean, 4, noise=0.4), lr_disagreement(truth, clean, 4))
+
+
+def test_ssnet_sees_the_lr_view_as_the_protocols_camera_would_have_given_it():
+    """refsr's LR features come from protocol_view: the LR view itself for the protocol's camera, and the
+    protocol's LR image of the view for a blurred camera whose view the estimate explains exactly."""
+    from lfrefsr.methods.refsr import protocol_view
+
+    truth = protocol.to_float(protocol.quantize(_image(128, 128, 3)))[None]  # (1, 3, H, W)
+    clean = protocol.to_float(protocol.make_lr(protocol.quantize(truth[0]), 4))[None]
+    torch.testing.assert_close(protocol_view(clean, truth * 0.9, 4), clean)  # any estimate: the view itself
+    blurred = protocol.to_float(protocol.Degradation.parse("psf=gauss:0.8").lr_views([protocol.quantize(truth[0])],
+                                                                                      4)[0])[None]
+    seen = protocol_view(blurred, truth, 4, psf=0.8)
+    assert (seen - clean).abs().max() <= 1.5 / 255  # the protocol's view, up to the two roundings
+    assert (blurred - clean).abs().max() > 20 / 255

@@ -83,3 +83,29 @@ def test_learned_methods_name_the_networks_they_load():
                                                                                "ccnet": "ccnet"}
     assert method_class("sisr").networks({"weights": "s.pt"}) == {"sisr": "s.pt"}
     assert method_class("flowwarp").networks() == {}
+
+
+def test_flowwarp_takes_its_dis_settings_from_the_lr_camera():
+    from lfrefsr.methods.flowwarp import CLEAN_DIS, NOISY_DIS, FlowWarp
+
+    clean, noisy = FlowWarp(8, noise=0.4), FlowWarp(8, noise=5.0)
+    assert (clean.patch, clean.iterations) == (CLEAN_DIS["patch"], CLEAN_DIS["iterations"])
+    assert (noisy.patch, noisy.iterations) == (NOISY_DIS["patch"], NOISY_DIS["iterations"])
+    given = FlowWarp(8, noise=5.0, patch=16, iterations=3)
+    assert (given.patch, given.iterations) == (16, 3)
+    medium = FlowWarp(8, preset="medium")  # a named preset keeps its own patches
+    assert (medium.patch, medium.iterations) == (None, 10)
+
+
+def test_a_noisy_light_field_view_chooses_among_the_disparity_flows_alone():
+    """With a noisy LR camera, DIS (one noisy view's flow) is not a candidate where the light field's disparity
+    gives some: a single candidate is then the flow, exactly; a clean camera still weighs DIS against it."""
+    from lfrefsr.methods.flowwarp import FlowWarp
+
+    hr = torch.rand(3, 64, 64)
+    lr = protocol.downsample(hr[None], 4)[0]
+    candidate = torch.full((2, 64, 64), 0.5)
+    noisy = FlowWarp(4, noise=5.0)
+    torch.testing.assert_close(noisy.align(lr, noisy.prepare(hr), candidates=[candidate])["flow"][0], candidate)
+    clean = FlowWarp(4)
+    assert not torch.equal(clean.align(lr, clean.prepare(hr), candidates=[candidate])["flow"][0], candidate)
