@@ -15,8 +15,7 @@ from lfrefsr.io.atomic import write_text
 from lfrefsr.io.ingest import ingest_lf, ingest_video
 from lfrefsr.io.store import Store
 from lfrefsr.methods import method_class
-from lfrefsr.pipeline import (ReferenceMode, camera_options, camera_settings, check_method, plan, run_options,
-                              run_serial)
+from lfrefsr.pipeline import ReferenceMode, camera_options, camera_settings, check_method, plan, run_options, run_serial
 from lfrefsr.protocol import Degradation
 from lfrefsr.weights import describe
 

@@ -5,8 +5,8 @@ import pickle
 import pytest
 import torch
 import yaml
-
 from conftest import run_cli
+
 from lfrefsr.errors import LfrefsrError
 
 TINY_CCNET = {
