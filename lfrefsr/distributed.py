@@ -17,7 +17,7 @@ from contextlib import contextmanager, nullcontext
 from tqdm.auto import tqdm
 
 from lfrefsr.errors import LfrefsrError
-from lfrefsr.pipeline import Summary, Task, execute, pending, run_options, start_run
+from lfrefsr.pipeline import Summary, Task, execute, failure, pending, run_options, start_run
 
 
 def default_workers(threads_per_worker: int = 1) -> int:
@@ -105,7 +105,7 @@ def run_distributed(
                     future.result()
                     summary.done += 1
                 except Exception as exc:  # the view failed on every try: name it, keep the others
-                    summary.failed.append((task.label, f"{type(exc).__name__}: {exc}"))
+                    summary.failed.append((task.label, failure(exc)))
                 bar.update(1)
     summary.seconds = time.perf_counter() - started
     return summary

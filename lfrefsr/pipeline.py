@@ -186,6 +186,12 @@ class Summary:
         return text
 
 
+def failure(exc: BaseException) -> str:
+    """A failed view's reason, the same in-process and on a cluster: lfrefsr's own errors are one clear line
+    already; anything else is named by its type."""
+    return str(exc) if isinstance(exc, LfrefsrError) else f"{type(exc).__name__}: {exc}"
+
+
 def pending(tasks: list[Task], method_name: str) -> list[Task]:
     """The tasks whose view is not marked done, read without creating or changing anything."""
     stores = {task.store.path: task.store for task in tasks}
@@ -268,7 +274,7 @@ def run_serial(
         try:
             execute(task, method_name, device=device, options=method_options, threads=threads)
             summary.done += 1
-        except LfrefsrError as exc:
-            summary.failed.append((task.label, str(exc)))
+        except Exception as exc:  # the view failed: name it, keep the others (as run_distributed does)
+            summary.failed.append((task.label, failure(exc)))
     summary.seconds = time.perf_counter() - start
     return summary

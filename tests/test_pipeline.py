@@ -55,6 +55,26 @@ def test_serial_run_resumes_and_overwrites(tmp_path):
     assert store.done("bicubic").sum() == 3 and not store.done("bicubic")[0, 0]
 
 
+def test_a_view_that_fails_is_named_and_the_run_goes_on(tmp_path, monkeypatch):
+    """Any error in one view, not only lfrefsr's own: in-process as on a cluster, the view is named with its reason
+    (``pipeline.failure``) and the others are done and marked."""
+    import lfrefsr.pipeline as pipeline
+
+    store = _store(tmp_path, Kind.LF, (2, 2))
+    real = pipeline.execute
+
+    def flaky(task, *args, **kwargs):
+        if task.target == (1, 1):
+            raise RuntimeError("out of luck")
+        return real(task, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "execute", flaky)
+    summary = run_serial(plan(store), "bicubic", progress=False)
+    assert summary.done == 2 and summary.failed == [(plan(store)[-1].label, "RuntimeError: out of luck")]
+    assert store.done("bicubic").sum() == 2 and not store.done("bicubic")[1, 1]
+    assert pipeline.failure(InputError("bad view")) == "bad view"
+
+
 def test_light_field_views_reach_the_method_whichever_views_run(tmp_path, monkeypatch):
     """A method that uses a light field's views gets all of them (not only those this run writes), each with its grid
     offset, for each time step of a light-field video; results do not depend on which views a run covers."""
