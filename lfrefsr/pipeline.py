@@ -274,7 +274,7 @@ def run_serial(
         try:
             execute(task, method_name, device=device, options=method_options, threads=threads)
             summary.done += 1
-        except Exception as exc:  # the view failed: name it, keep the others (as run_distributed does)
+        except Exception as exc:  # noqa: BLE001 -- the view failed, whatever the error: name it, keep the others
             summary.failed.append((task.label, failure(exc)))
     summary.seconds = time.perf_counter() - start
     return summary

@@ -58,7 +58,7 @@ def test_serial_run_resumes_and_overwrites(tmp_path):
 def test_a_view_that_fails_is_named_and_the_run_goes_on(tmp_path, monkeypatch):
     """Any error in one view, not only lfrefsr's own: in-process as on a cluster, the view is named with its reason
     (``pipeline.failure``) and the others are done and marked."""
-    import lfrefsr.pipeline as pipeline
+    from lfrefsr import pipeline
 
     store = _store(tmp_path, Kind.LF, (2, 2))
     real = pipeline.execute
