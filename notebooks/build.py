@@ -16,7 +16,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import lfrefsr
-from lfrefsr import inspect
+from lfrefsr import figures
 DATA = Path(os.environ.get("LFREFSR_DATA", Path.cwd().parent / "shared" / "data"))
 if not DATA.is_dir():
     DATA = Path(lfrefsr.__file__).resolve().parents[2] / "shared" / "data"
@@ -46,21 +46,21 @@ for method in methods:
 best = methods[-1]
 fig, axes = plt.subplots(1, 3, figsize=(15, 5))
 for axis, array in zip(axes, ["lr", best, "hr"]):
-    axis.imshow(inspect.to_display(inspect.mosaic(store, array, step=4)))
+    axis.imshow(figures.to_display(figures.mosaic(store, array, step=4)))
     axis.set_title(f"grid: {array}"); axis.axis("off")
 plt.show()'''),
     ("code", '''\
 y = store.shape_hr[0] // 2
 fig, axes = plt.subplots(3, 1, figsize=(12, 5))
 for axis, array in zip(axes, ["lr", best, "hr"]):
-    axis.imshow(inspect.to_display(inspect.epi(store, array, u=0, y=y)), aspect="auto", interpolation="nearest")
+    axis.imshow(figures.to_display(figures.epi(store, array, u=0, y=y)), aspect="auto", interpolation="nearest")
     axis.set_ylabel(array); axis.set_yticks([])
 axes[0].set_title(f"epipolar-plane images, row u=0, image row y={y}")
 plt.show()'''),
     ("code", '''\
 fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods), 4))
 for axis, method in zip(np.atleast_1d(axes), methods):
-    grid = inspect.psnr_grid(store, method)
+    grid = figures.psnr_grid(store, method)
     image = axis.imshow(grid, cmap="viridis")
     axis.set_title(f"{method}: mean {np.nanmean(grid):.2f} dB"); fig.colorbar(image, ax=axis)
 plt.show()'''),
@@ -77,7 +77,7 @@ views = [((u - ref_index[0], v - ref_index[1]), protocol.to_float(store.read("lr
          for u, v in store.views() if (u, v) != ref_index]
 with torch.inference_mode():
     disparity = estimate_disparity(ref, views, store.scale).numpy()
-panels = [("reference (HR)", inspect.to_display(store.read("hr", ref_index))),
+panels = [("reference (HR)", figures.to_display(store.read("hr", ref_index))),
           ("disparity from the LR views (px per grid step)", disparity)]
 truth = DATA / "lightfields" / "hci-backgammon" / "gt_disp_lowres.pfm"
 if name == "backgammon" and truth.is_file():
@@ -99,9 +99,9 @@ box = (slice(h // 3, h // 3 + h // 4), slice(w // 3, w // 3 + w // 4))
 panels = ["lr"] + methods + ["hr"]
 fig, axes = plt.subplots(2, len(panels), figsize=(3.2 * len(panels), 6.5))
 for k, array in enumerate(panels):
-    image = inspect.view(store, array, index)
-    axes[0, k].imshow(inspect.to_display(image)[box]); axes[0, k].set_title(array); axes[0, k].axis("off")
-    axes[1, k].imshow(inspect.error_map(image, hr)[box], cmap="magma", vmin=0, vmax=0.2); axes[1, k].axis("off")
+    image = figures.view(store, array, index)
+    axes[0, k].imshow(figures.to_display(image)[box]); axes[0, k].set_title(array); axes[0, k].axis("off")
+    axes[1, k].imshow(figures.error_map(image, hr)[box], cmap="magma", vmin=0, vmax=0.2); axes[1, k].axis("off")
 plt.show()'''),
 ]
 
@@ -147,7 +147,7 @@ for m in range(2, centres.shape[1], 6):
     for n in range(2, centres.shape[2], 6):
         axes[0].plot([centres[0, m, n], position[0, m, n] + width], [centres[1, m, n], position[1, m, n]], lw=0.6)
 axes[0].set_title("CC-Net matches (target | reference)"); axes[0].axis("off")
-inspect.accuracy_curves(result).axes[0].set_title("accuracy against threshold")
+figures.accuracy_curves(result).axes[0].set_title("accuracy against threshold")
 plt.sca(axes[1]); axes[1].axis("off")
 plt.show()'''),
     ("code", '''\
@@ -155,7 +155,7 @@ from lfrefsr.correspondence.evaluate import score_matches
 fig, axes = plt.subplots(1, 2, figsize=(9, 4))
 for axis, (name, matches) in zip(axes, found.items()):
     offsets = score_matches(matches.position.float(), pair, 8, SEARCH)["offsets"].numpy()
-    axis.imshow(inspect.offset_density(offsets), extent=(-6.5, 6.5, 6.5, -6.5), cmap="jet")
+    axis.imshow(figures.offset_density(offsets), extent=(-6.5, 6.5, 6.5, -6.5), cmap="jet")
     axis.set_title(f"{name}: offset from truth (px)")
 plt.show()'''),
     ("md", "CC-Net's own best match per centre (`aggregate=1`, the paper) against the default aggregation over 7x7 "
@@ -193,7 +193,7 @@ method = "refsr" if "refsr" in demo_methods() else "flowwarp"
 curves = {}
 for name, src in sources.items():
     (WORK / name).mkdir()
-    for label, points in inspect.reference_modes(src, method, WORK / name).items():
+    for label, points in figures.reference_modes(src, method, WORK / name).items():
         curves[(name, label)] = points
 print(method)'''),
     ("code", '''\
@@ -211,8 +211,8 @@ store = Store.open(WORK / "embedded" / "all-hr.zarr")
 frames = range(store.view_shape[0])
 fig, axes = plt.subplots(2, len(frames), figsize=(3 * len(frames), 4.5))
 for t in frames:
-    axes[0, t].imshow(inspect.to_display(inspect.view(store, "lr", (t,)))); axes[0, t].set_title(f"LR t={t}")
-    axes[1, t].imshow(inspect.to_display(store.read("hr", (t,)))); axes[1, t].set_title(f"HR t={t}")
+    axes[0, t].imshow(figures.to_display(figures.view(store, "lr", (t,)))); axes[0, t].set_title(f"LR t={t}")
+    axes[1, t].imshow(figures.to_display(store.read("hr", (t,)))); axes[1, t].set_title(f"HR t={t}")
 for axis in axes.flat:
     axis.axis("off")
 plt.show()'''),

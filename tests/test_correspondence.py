@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from oracles import brute_force
 
-from lfrefsr.correspondence.engine import brute_force, match
+from lfrefsr.correspondence.engine import match
 from lfrefsr.correspondence.zncc import zncc_match
 from lfrefsr.metrics import rgb_to_y
 
