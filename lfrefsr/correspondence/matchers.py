@@ -24,25 +24,21 @@ from lfrefsr.correspondence.engine import Matches, match
 from lfrefsr.correspondence.zncc import zncc_match
 from lfrefsr.errors import LfrefsrError
 from lfrefsr.metrics import rgb_to_y
+from lfrefsr.registry import Registry
 
-_REGISTRY: dict[str, type["Matcher"]] = {}
+MATCHERS: Registry[type[Matcher]] = Registry("matcher")
 
 
 def register(cls):
-    _REGISTRY[cls.name] = cls
-    return cls
+    return MATCHERS.register(cls)
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    return MATCHERS.names()
 
 
-def get_matcher(name: str, **kwargs) -> "Matcher":
-    try:
-        cls = _REGISTRY[name]
-    except KeyError:
-        raise LfrefsrError(f"unknown matcher {name!r} (available: {', '.join(available())})") from None
-    return cls(**kwargs)
+def get_matcher(name: str, **kwargs) -> Matcher:
+    return MATCHERS.get(name)(**kwargs)
 
 
 class Matcher:

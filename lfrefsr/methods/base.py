@@ -8,8 +8,9 @@ from typing import Any, ClassVar
 import torch
 
 from lfrefsr.errors import LfrefsrError
+from lfrefsr.registry import Registry
 
-_REGISTRY: dict[str, type["Method"]] = {}
+METHODS: Registry[type[Method]] = Registry("method")
 
 
 @dataclass(frozen=True)
@@ -61,19 +62,15 @@ class Method:
 
 
 def register(cls: type[Method]) -> type[Method]:
-    _REGISTRY[cls.name] = cls
-    return cls
+    return METHODS.register(cls)
 
 
 def available() -> list[str]:
-    return sorted(_REGISTRY)
+    return METHODS.names()
 
 
 def method_class(name: str) -> type[Method]:
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise LfrefsrError(f"unknown method {name!r} (available: {', '.join(available())})") from None
+    return METHODS.get(name)
 
 
 def get_method(name: str, **kwargs: Any) -> Method:

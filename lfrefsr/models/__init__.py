@@ -4,21 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from lfrefsr.registry import Registry
+
+MODELS: Registry[type] = Registry("model")
+MODELS.add("ccnet", "lfrefsr.models.ccnet:CCNet")
+MODELS.add("srresnet", "lfrefsr.models.srresnet:SRResNetNN")
+MODELS.add("ssnet", "lfrefsr.models.ssnet:SSNet")
+
 
 def build_model(cfg: dict[str, Any]):
     """``{"name": "ccnet", ...keyword arguments...}`` -> a module. The only place a config dict meets a model."""
     cfg = dict(cfg)
-    name = cfg.pop("name")
-    if name == "ccnet":
-        from lfrefsr.models.ccnet import CCNet
-
-        return CCNet(**cfg)
-    if name == "srresnet":
-        from lfrefsr.models.srresnet import SRResNetNN
-
-        return SRResNetNN(**cfg)
-    if name == "ssnet":
-        from lfrefsr.models.ssnet import SSNet
-
-        return SSNet(**cfg)
-    raise ValueError(f"unknown model {name!r}")
+    return MODELS.get(cfg.pop("name"))(**cfg)

@@ -1,14 +1,13 @@
 """Training: configs (``pipelines/*.yaml``), synthetic training pairs, resumable loops for each network."""
 
+from lfrefsr.registry import Registry
+
+TRAINERS = Registry("network")  # network -> its training function (config, out, *, resume, progress, max_steps)
+TRAINERS.add("ccnet", "lfrefsr.training.ccnet:train_ccnet")
+TRAINERS.add("sisr", "lfrefsr.training.sisr:train_sisr")
+TRAINERS.add("ssnet", "lfrefsr.training.ssnet:train_ssnet")
+
 
 def trainer(network: str):
     """The training function of ``network`` (ccnet, sisr, ssnet)."""
-    if network == "ccnet":
-        from lfrefsr.training.ccnet import train_ccnet as train
-    elif network == "sisr":
-        from lfrefsr.training.sisr import train_sisr as train
-    elif network == "ssnet":
-        from lfrefsr.training.ssnet import train_ssnet as train
-    else:
-        raise ValueError(f"unknown network {network!r}")
-    return train
+    return TRAINERS.get(network)
