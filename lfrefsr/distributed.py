@@ -85,6 +85,9 @@ def run_distributed(
         return summary
     with (nullcontext(client) if client is not None else
           open_client(scheduler, workers=workers, threads_per_worker=threads_per_worker, gpu=device == "cuda")) as client:
+        from lfrefsr.worker_plugin import ProcessSettings
+
+        client.register_plugin(ProcessSettings())  # the workers' process-wide settings, as the CLI's
         method_options, settings = run_options(method_name, method_options, device)
         # stores change only once connected
         todo, summary.skipped = start_run(tasks, method_name, overwrite, settings, method_options)

@@ -10,9 +10,10 @@ reference's feature map) still go back to the OS when freed: higher thresholds w
 peak at 2048x2048 in bf16 (3.51 GiB untuned; 3.76 GiB at 66 MiB, 4.29 GiB at 160 MiB, before its strips were sized
 by width). Where glibc refuses that threshold, mmap is turned off for malloc instead (``M_MMAP_MAX = 0``).
 
-Linux with glibc only; elsewhere, or with ``LFREFSR_MALLOC=system`` in the environment, nothing changes. The CLI
-and every ``Method`` call it, so pipeline tasks get it in-process and on dask workers (where the task builds its
-method); Python users get it with the methods.
+Linux with glibc only; elsewhere, or with ``LFREFSR_MALLOC=system`` in the environment, nothing changes. It is a
+process-wide setting, so the entry points apply it, never a library constructor: the CLI (its own process), the dask
+worker plugin (``lfrefsr.worker_plugin``, every worker ``run_distributed`` uses) and ``lfrefsr bench``. A Python user
+who runs methods in-process calls ``keep_freed_memory()`` once, as the CLI does.
 """
 
 from __future__ import annotations

@@ -216,3 +216,26 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
         assert rerun.returncode == 0, rerun.stderr
         np.testing.assert_array_equal(_results(store, "flowwarp"), expected)
     assert any(0 < count < len(expected) for count in finished), f"no kill landed mid-run: {finished}"
+
+
+def test_workers_take_the_process_wide_settings_and_methods_do_not_set_them(cluster, tmp_path):
+    """keep_freed_memory is an entry point's choice: every worker run_distributed uses applies it (the plugin), and
+    building a method in a fresh process does not."""
+    import ctypes.util
+
+    if not sys.platform.startswith("linux") or "musl" in (ctypes.util.find_library("c") or ""):
+        pytest.skip("glibc's mallopt")
+    from distributed import Client
+
+    from lfrefsr.distributed import run_distributed
+
+    store = ingest_lf(_lightfield(tmp_path / "src", grid=2), tmp_path / "s.zarr", progress=False)
+    with Client(cluster.address, timeout=60) as client:
+        summary = run_distributed(plan(store), "bicubic", client=client, progress=False)
+        assert summary.done == 3
+        applied = client.run(lambda: __import__("lfrefsr.runtime").runtime._state["applied"])
+    assert set(applied.values()) == {True}
+    code = ("from lfrefsr.methods import get_method; from lfrefsr import runtime; get_method('flowwarp'); "
+            "print(runtime._state['applied'])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "None"

@@ -35,9 +35,6 @@ class Method:
     camera: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, scale: int = 8, device: str | torch.device = "cpu", **options: Any):
-        from lfrefsr.runtime import keep_freed_memory
-
-        keep_freed_memory()  # large activations reuse freed memory instead of page-faulting fresh mmap pages
         self.scale = int(scale)
         self.device = torch.device(device)
         if options:
