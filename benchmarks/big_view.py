@@ -35,7 +35,9 @@ def child(folder: str, tile: int | None, precision: str) -> dict:
     from lfrefsr.bench import peak_rss_gib
     from lfrefsr.methods import get_method
     from lfrefsr.methods.base import ViewHint
+    from lfrefsr.runtime import keep_freed_memory
 
+    keep_freed_memory()  # as the CLI runs it
     torch.set_num_threads(2)
     lr, ref, hr = (torch.from_numpy(np.load(f"{folder}/{name}.npy")) for name in ("lr", "ref", "hr"))
     method = get_method("refsr", scale=8, tile=tile, precision=precision)

@@ -24,6 +24,9 @@ def child(mode: str, store_path: str, method: str, workers: int, threads: int) -
     from lfrefsr.bench import peak_rss_gib
     from lfrefsr.io.store import Store
     from lfrefsr.pipeline import plan, run_serial
+    from lfrefsr.runtime import keep_freed_memory
+
+    keep_freed_memory()  # as the CLI runs it (the workers take it from run_distributed's plugin)
 
     store = Store.open(store_path)
     tasks = plan(store)
