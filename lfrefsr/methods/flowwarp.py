@@ -166,13 +166,14 @@ class FlowWarp(Method):
         return {"ref": ref, "ref_gray": _gray_u8(protocol.blur(ref, self.scale, self.psf))}
 
     def align(self, lr: torch.Tensor, context: dict, flow_error: torch.Tensor | None = None,
-              candidates: list[torch.Tensor] | None = None) -> dict:
+              candidates: list[torch.Tensor] | None = None, patches: tuple[int, ...] | None = None) -> dict:
         """The flowwarp chain for LR target (3, h, w), keeping its intermediates (refsr builds on them):
         flow (1, 2, H, W) target -> reference, warped (1, 3, H, W) reference aligned to the target, weight
         (1, 1, H, W) trust in the warp, result (1, 3, H, W) the flowwarp output. ``flow_error`` (2, H, W) is added
         to the flow (SS-Net training: real flows are less accurate than DIS on synthetic pairs). ``candidates``, other
         flows (2, H, W) (from a light field's shared disparity): per LR pixel, the best of them and DIS is kept; for
-        a noisy LR camera (``capture.noisy``) the candidates alone, without DIS.
+        a noisy LR camera (``capture.noisy``) the candidates alone, without DIS. ``patches``: DIS runs once per patch
+        side given (default: this camera's one) and the flows compete like candidates.
 
         Why: a noisy or compressed LR view cannot tell a slightly wrong warp from a right one, and DIS, run on that
         one view, is the flow most often wrong. hci-backgammon, reference warped by the selected flow, 10 views:
@@ -184,7 +185,8 @@ class FlowWarp(Method):
         up_gray = _gray_u8(up[0])
         flows = [c[None].to(self.device) for c in candidates or ()]  # each (1, 2, H, W)
         if not flows or not noisy(self.noise):
-            flows.insert(0, dis_flow(up_gray, context["ref_gray"], self.preset, self.patch)[None].to(self.device))
+            flows[:0] = [dis_flow(up_gray, context["ref_gray"], self.preset, patch)[None].to(self.device)
+                         for patch in patches or (self.patch,)]
         if flow_error is not None:
             flows[0] = flows[0] + flow_error[None].to(flows[0])
         flow = flows[0] if len(flows) == 1 else select_flow(ref[None], lr, self.scale, flows, psf=self.psf,
