@@ -68,7 +68,7 @@ def test_refsr_with_the_light_field_beats_refsr_per_view(light_field):
     method = get_method("refsr", scale=8)
     views = [(ViewHint(grid_offset=offset), lr) for offset, lr in light_field["views"]]
     alone, shared = method.prepare(hr[0, 0]), method.prepare(hr[0, 0], views=views)
-    assert "disparity" in shared and "disparity" not in alone
+    assert shared.disparity is not None and alone.disparity is None
     gains = []
     for u, v in [(2, 4), (4, 4)]:
         lr, hint = protocol.stored_lr(hr[u, v], 8), ViewHint(grid_offset=(u, v))
@@ -76,4 +76,4 @@ def test_refsr_with_the_light_field_beats_refsr_per_view(light_field):
                      - metrics.psnr(method.super_resolve(lr, alone, hint), hr[u, v]))
     assert np.mean(gains) > 0.5, gains
     off = get_method("refsr", scale=8, lightfield=False)
-    assert not off.uses_views and "disparity" not in off.prepare(hr[0, 0], views=views)
+    assert not off.uses_views and off.prepare(hr[0, 0], views=views).disparity is None

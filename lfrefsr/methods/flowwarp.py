@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -29,6 +30,15 @@ _PRESETS = {
 }
 PRESETS = ("default", *_PRESETS)
 _MIN_SIDE = 32
+
+
+@dataclass
+class FlowContext:
+    """flowwarp's per-reference work, which refsr's default variant extends."""
+
+    ref: torch.Tensor  # (3, H, W) the HR reference
+    ref_gray: np.ndarray  # (H, W) uint8 luma of the reference blurred as the LR camera sees it: DIS's input
+    disparity: list[torch.Tensor] | None = None  # a light field's disparity hypotheses, each (H, W) (refsr)
 
 
 def _gray_u8(image: torch.Tensor) -> np.ndarray:
@@ -161,11 +171,11 @@ class FlowWarp(Method):
         self.tolerance = math.hypot(tolerance, 0.8 * self.noise / 255 / noise_window(self.noise))
         self.consistency = consistency
 
-    def prepare(self, ref: torch.Tensor) -> dict:
+    def prepare(self, ref: torch.Tensor) -> FlowContext:
         ref = ref.to(self.device)
-        return {"ref": ref, "ref_gray": _gray_u8(protocol.blur(ref, self.scale, self.psf))}
+        return FlowContext(ref, _gray_u8(protocol.blur(ref, self.scale, self.psf)))
 
-    def align(self, lr: torch.Tensor, context: dict, flow_error: torch.Tensor | None = None,
+    def align(self, lr: torch.Tensor, context: FlowContext, flow_error: torch.Tensor | None = None,
               candidates: list[torch.Tensor] | None = None, patches: tuple[int, ...] | None = None) -> dict:
         """The flowwarp chain for LR target (3, h, w), keeping its intermediates (refsr builds on them):
         flow (1, 2, H, W) target -> reference, warped (1, 3, H, W) reference aligned to the target, weight
@@ -179,13 +189,13 @@ class FlowWarp(Method):
         one view, is the flow most often wrong. hci-backgammon, reference warped by the selected flow, 10 views:
         noise=3,jpeg=85 DIS + candidates 25.70 dB, candidates alone 26.34; noise=3 27.59 and 27.65; clean 29.11
         and 28.72 (so the clean camera keeps DIS)."""
-        ref = context["ref"]
+        ref = context.ref
         lr = lr.to(self.device)[None]  # (1, 3, h, w)
         up = protocol.upsample(lr, self.scale)  # (1, 3, H, W)
         up_gray = _gray_u8(up[0])
         flows = [c[None].to(self.device) for c in candidates or ()]  # each (1, 2, H, W)
         if not flows or not noisy(self.noise):
-            flows[:0] = [dis_flow(up_gray, context["ref_gray"], self.preset, patch)[None].to(self.device)
+            flows[:0] = [dis_flow(up_gray, context.ref_gray, self.preset, patch)[None].to(self.device)
                          for patch in patches or (self.patch,)]
         if flow_error is not None:
             flows[0] = flows[0] + flow_error[None].to(flows[0])
@@ -199,7 +209,7 @@ class FlowWarp(Method):
         weight = F.interpolate(weight, size=up.shape[-2:], mode="bilinear", align_corners=False)
         weight = weight * (~out_of_bounds(flow, ref.shape[-2:])).float()[:, None]  # (1, 1, H, W)
         if self.consistency is not None:  # occlusion: the backward flow must return to the start
-            flow_back = dis_flow(context["ref_gray"], up_gray, self.preset, self.patch)[None].to(self.device)
+            flow_back = dis_flow(context.ref_gray, up_gray, self.preset, self.patch)[None].to(self.device)
             round_trip = flow + warp(flow_back, flow)  # (1, 2, H, W), zero where consistent
             consistent = (round_trip.norm(dim=1, keepdim=True) < self.consistency).float()
             weight = weight * F.avg_pool2d(consistent, 5, stride=1, padding=2)  # soften the occlusion edge
@@ -208,5 +218,5 @@ class FlowWarp(Method):
         result = back_project(blended, lr, self.scale, self.iterations, self.psf, self.noise)
         return {"flow": flow, "warped": warped, "weight": weight, "result": result}
 
-    def super_resolve(self, lr: torch.Tensor, context: dict, hint: ViewHint | None = None) -> torch.Tensor:
+    def super_resolve(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None = None) -> torch.Tensor:
         return self.align(lr, context)["result"][0]

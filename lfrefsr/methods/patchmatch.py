@@ -8,6 +8,8 @@ combined by non-local-means weights ``exp(-d^2 / h^2)``, and overlapping patch e
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -15,6 +17,15 @@ from lfrefsr import protocol
 from lfrefsr.correspondence.engine import match_topk
 from lfrefsr.correspondence.matchers import Gradient
 from lfrefsr.methods.base import Method, ViewHint, register
+
+
+@dataclass
+class PatchContext:
+    """patchmatch's per-reference work."""
+
+    ref: torch.Tensor  # (3, H, W) the HR reference
+    features: torch.Tensor  # (D, H, W) gradient features of the blurred reference (``Gradient.prepare``)
+    bias: torch.Tensor  # (H, W) the matching engine's per-position bias for them
 
 
 @register
@@ -27,15 +38,14 @@ class PatchMatch(Method):
         self.patch = patch or 2 * scale  # centres are `scale` apart: every HR pixel is covered by 4 patches
         self.features = Gradient(scale=scale, search_range=search_range)
 
-    def prepare(self, ref: torch.Tensor):
+    def prepare(self, ref: torch.Tensor) -> PatchContext:
         ref = ref.to(self.device)
-        return {"ref": ref, "grad": self.features.prepare(ref)}
+        return PatchContext(ref, *self.features.prepare(ref))
 
     @torch.no_grad()
-    def super_resolve(self, lr: torch.Tensor, context: dict, hint: ViewHint | None = None) -> torch.Tensor:
+    def super_resolve(self, lr: torch.Tensor, context: PatchContext, hint: ViewHint | None = None) -> torch.Tensor:
         s, size = self.scale, self.patch
-        ref = context["ref"]
-        feats_ref, bias = context["grad"]
+        ref, feats_ref, bias = context.ref, context.features, context.bias
         target = self.features._features(protocol.upsample(lr.to(self.device), s))[:, ::s, ::s]  # (D, h, w)
         positions, scores = match_topk(2 * target, feats_ref, stride=s, k=self.k, search_range=self.search_range,
                                        ref_bias=bias)  # (k, 2, h, w), (k, h, w)

@@ -20,6 +20,9 @@ Options override a variant's settings one by one (``stride=8`` is the paper vari
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import torch
 
 from lfrefsr import protocol
@@ -27,7 +30,7 @@ from lfrefsr.capability import effective_precision
 from lfrefsr.capture import noisy
 from lfrefsr.lightfield import MIN_VIEWS, disparity_hypotheses, estimate_disparity, sweep_settings, view_flow
 from lfrefsr.methods.base import Method, ViewHint, register
-from lfrefsr.methods.flowwarp import FlowWarp, back_project
+from lfrefsr.methods.flowwarp import FlowContext, FlowWarp, back_project
 from lfrefsr.models.ssnet import GUIDE_CHANNELS
 
 VARIANTS = {
@@ -44,6 +47,14 @@ NETWORK = {"flow": "ssnet", "ccnet": "ssnet_paper"}  # shipped SS-Net weights pe
 # 31.98 -> 32.03, 30.38 -> 30.40; 0.52 -> 0.59 s per alley_1 frame. A noisy view cannot judge them (noise=3,jpeg=85
 # 30.50 -> 30.50, 28.91 -> 29.00; h264=28 25.17 -> 24.99, 24.50 -> 24.33), so it keeps the one DIS flow.
 DIS_PATCHES = (8, 12, 16)
+
+
+@dataclass
+class MatchContext:
+    """The paper variant's per-reference work."""
+
+    ref: torch.Tensor  # (3, H, W) the HR reference
+    features: Any  # CC-Net's dense reference features (``Matcher.prepare``)
 
 
 def protocol_view(lr: torch.Tensor, estimate: torch.Tensor, scale: int, psf: float = 0.0,
@@ -135,19 +146,20 @@ class RefSR(Method):
         return found
 
     @torch.inference_mode()
-    def prepare(self, ref: torch.Tensor, views: list[tuple[ViewHint, torch.Tensor]] | None = None) -> dict:
+    def prepare(self, ref: torch.Tensor, views: list[tuple[ViewHint, torch.Tensor]] | None = None
+                ) -> FlowContext | MatchContext:
         """Per-reference work, once per light field or reference frame: the blurred grey reference for the flow,
         or CC-Net's dense reference features. ``views``: the LR views (hint, (3, h, w)) that share this reference;
         for a light field they give the reference's disparity (``lightfield=True``)."""
         ref = ref.to(self.device)
         if self.alignment != "flow":
-            return {"ref": ref, "features": self.matcher.prepare(ref)}
+            return MatchContext(ref, self.matcher.prepare(ref))
         context = self.flowwarp.prepare(ref)
         grid_views = [(hint.grid_offset, lr.to(self.device)) for hint, lr in views or () if hint.grid_offset]
         if self.uses_views and len(grid_views) >= MIN_VIEWS:
             disparity = estimate_disparity(ref, grid_views, self.scale, psf=self.psf,
                                            **sweep_settings(self.noise, self.chroma))  # (H, W)
-            context["disparity"] = disparity_hypotheses(disparity)  # [(H, W)]
+            context.disparity = disparity_hypotheses(disparity)  # [(H, W)]
         return context
 
     def direction(self, hint: ViewHint | None):
@@ -168,8 +180,8 @@ class RefSR(Method):
         lr = lr.to(self.device)
         if self.alignment == "flow":
             candidates = []
-            if "disparity" in context and hint is not None and hint.grid_offset:
-                candidates = [view_flow(d, hint.grid_offset) for d in context["disparity"]]  # each (2, H, W)
+            if context.disparity is not None and hint is not None and hint.grid_offset:
+                candidates = [view_flow(d, hint.grid_offset) for d in context.disparity]  # each (2, H, W)
             several = not candidates and not noisy(self.noise)
             aligned = self.flowwarp.align(lr, context, candidates=candidates,
                                           patches=DIS_PATCHES if several else None)  # each (1, C, H, W)
@@ -182,11 +194,11 @@ class RefSR(Method):
                 sr, mask = synthesize_image(self.ssnet, lr_features, guide, aligned["result"][0], scale=self.scale,
                                             tile=self.tile)
         else:
-            matches = self.matcher.match(lr, context["features"], direction=self.direction(hint))
+            matches = self.matcher.match(lr, context.features, direction=self.direction(hint))
             with self._autocast():
                 lr_features = self.sisr.features(lr[None])[0]
                 base = self.sisr(lr[None])[0].float().clamp(0, 1) if self.ssnet.residual else None
-                sr, mask = synthesize(self.ssnet, lr_features, context["ref"], matches.flow, base, scale=self.scale,
+                sr, mask = synthesize(self.ssnet, lr_features, context.ref, matches.flow, base, scale=self.scale,
                                       stride=self.stride, blend=self.blend, ref_patches=self.ref_patches,
                                       batch=self.batch)
         sr = sr.float()
