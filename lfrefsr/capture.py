@@ -6,7 +6,8 @@ image of the same view or instant, with no parallax between them. The LR camera'
 channel, additive noise) is fitted to those pairs: for each candidate ``psf`` the HR image is blurred and decimated,
 the gain solved in closed form (least squares per channel), and the ``psf`` with the smallest residual near strong
 edges (``edge_mask``) kept (a coarse grid, then a golden-section refinement). The residual's robust standard
-deviation over all pixels is the noise level; compression artefacts count into it. The protocol's own LR views give ``psf`` 0 and noise below one grey level.
+deviation over all pixels is the noise level; compression artefacts count into it. The protocol's own LR views give
+``psf`` 0 and noise below one grey level.
 
 Where no view has both images (a hybrid light field whose LR camera skips the reference position) nothing is
 estimated; a user can give the values by hand.
@@ -144,7 +145,7 @@ def estimate(hrs: list[torch.Tensor], lrs: list[torch.Tensor], scale: int) -> Ca
         noise = robust_sigma(residual)
         chroma = 1.0
         if residual.shape[1] == 3:  # BT.601 luma and colour differences of the residual
-            luma = 0.299 * residual[:, 0] + 0.587 * residual[:, 1] + 0.114 * residual[:, 2]
+            luma = protocol.luma(residual)[:, 0]  # (N, h, w)
             colour = (robust_sigma(0.564 * (residual[:, 2] - luma)) + robust_sigma(0.713 * (residual[:, 0] - luma))) / 2
             chroma = colour / max(robust_sigma(luma), 0.05)
     return CaptureEstimate(psf=round(float(psf), 4), gain=tuple(round(float(g), 4) for g in gain),

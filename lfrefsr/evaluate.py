@@ -15,7 +15,7 @@ from lfrefsr.io.atomic import write_text
 from lfrefsr.io.ingest import ingest_lf, ingest_video
 from lfrefsr.io.store import Store
 from lfrefsr.methods import method_class
-from lfrefsr.pipeline import ReferenceMode, camera_options, camera_settings, check_method, plan, run_options, run_serial
+from lfrefsr.pipeline import ReferenceMode, camera_settings, check_method, plan, run_options, run_serial
 from lfrefsr.protocol import Degradation
 from lfrefsr.weights import describe
 
@@ -52,7 +52,7 @@ def evaluate_store(store: Store, methods: list[str], tasks, *, device="cpu", pro
             raise LfrefsrError(f"{name} failed on {label}: {reason}")
         scores = score_store(store, name, tasks)
         camera = camera_settings(name, store, options)  # the LR camera it modelled, where it models one
-        networks = method_class(name).networks(camera_options(name, store, options))  # what it loaded
+        networks = method_class(name).networks(options)  # what it loaded
         results[name] = {**{k: v for k, v in scores.items() if k != "per_view"},
                          **settings,  # a learned method's precision: what ran, not what was asked
                          **({"camera": camera} if camera else {}),

@@ -80,8 +80,7 @@ def estimate_disparity(
     ref_work = F.interpolate(blurred, size=size, mode="bilinear", antialias=True, align_corners=False)  # (1, 3, h2, w2)
     lrs = torch.stack([lr.to(ref) for _, lr in views])  # (V, 3, h, w)
     if luma and lrs.shape[1] == 3:
-        weights = torch.tensor([0.299, 0.587, 0.114], dtype=ref.dtype, device=ref.device).view(1, 3, 1, 1)
-        ref_work, lrs = (ref_work * weights).sum(1, keepdim=True), (lrs * weights).sum(1, keepdim=True)  # (., 1, ., .)
+        ref_work, lrs = protocol.luma(ref_work), protocol.luma(lrs)  # (1, 1, h2, w2), (V, 1, h, w)
     lrs_work = F.interpolate(lrs, size=size, mode="bicubic", align_corners=False)  # (V, 3, h2, w2)
     offsets = torch.tensor([[dv, du] for (du, dv), _ in views], dtype=ref.dtype, device=ref.device)  # (V, 2): x, y
     grid = pixel_grid(*size, device=ref.device, dtype=ref.dtype)  # (2, h2, w2)

@@ -234,10 +234,10 @@ def camera_settings(method_name: str, store: Store, options: dict | None) -> dic
     return {key: chosen[key] for key in method_class(method_name).camera if key in chosen}
 
 
-def network_settings(method_name: str, store: Store, options: dict | None) -> dict:
-    """The trained networks a method loads for ``store`` (its LR camera can choose them), as recorded with its
-    results: ``{"networks": "sisr+ssnet_real"}``, or {} for a classical method."""
-    found = method_class(method_name).networks(camera_options(method_name, store, options))
+def network_settings(method_name: str, options: dict | None) -> dict:
+    """The trained networks a method loads, as recorded with its results: ``{"networks": "sisr+ssnet"}``, or {} for
+    a classical method."""
+    found = method_class(method_name).networks(options)
     return {"networks": "+".join(found.values())} if found else {}
 
 
@@ -250,7 +250,7 @@ def start_run(tasks: list[Task], method_name: str, overwrite: bool, settings: di
         if overwrite:
             store.clear_result(method_name)
         store.ensure_result(method_name, {**(settings or {}), **camera_settings(method_name, store, options),
-                                          **network_settings(method_name, store, options)})
+                                          **network_settings(method_name, options)})
     todo = pending(tasks, method_name)
     return todo, len(tasks) - len(todo)
 

@@ -73,6 +73,13 @@ def blur(hr: torch.Tensor, scale: int, psf: float = 0.0) -> torch.Tensor:
     return upsample(camera_downsample(hr, scale, psf), scale, size=tuple(crop_to_multiple(hr, scale).shape[-2:]))
 
 
+def luma(image: torch.Tensor) -> torch.Tensor:
+    """BT.601 luma of RGB (..., 3, H, W) -> (..., 1, H, W), on the image's own scale (``metrics.rgb_to_y`` is the
+    studio-range Y the scores use)."""
+    red, green, blue = image.unbind(dim=-3)
+    return (0.299 * red + 0.587 * green + 0.114 * blue).unsqueeze(-3)
+
+
 def max_value(dtype) -> int:
     return int(np.iinfo(np.dtype(dtype)).max)
 

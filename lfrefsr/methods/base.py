@@ -43,7 +43,7 @@ class Method:
     @classmethod
     def networks(cls, options: dict | None = None) -> dict[str, str]:
         """The trained networks it loads with ``options``: role (sisr, ssnet, ccnet) -> a shipped name
-        (``lfrefsr/weights/manifest.json``) or a weights file's path. None for a classical method."""
+        (``lfrefsr/weights/manifest.json``) or a weights file's path; {} for a classical method."""
         return {}
 
     def prepare(self, ref: torch.Tensor) -> Any:

@@ -72,6 +72,11 @@ def dis_flow(target: np.ndarray, source: np.ndarray, preset: str = "default", pa
     return torch.from_numpy(np.ascontiguousarray(flow)).permute(2, 0, 1).contiguous()  # (2, H, W)
 
 
+def soft_threshold(residual: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Each residual shrunk towards 0 by ``threshold``: what lies within it is no evidence (the LR camera's noise)."""
+    return torch.sign(residual) * (residual.abs() - threshold).clamp_min(0)
+
+
 def back_project(sr: torch.Tensor, lr: torch.Tensor, scale: int, iterations: int, psf: float = 0.0,
                  noise: float = 0.0) -> torch.Tensor:
     """Iterative back-projection: corrects ``sr`` (N, 3, H, W) until ``down(sr)`` matches ``lr`` (N, 3, h, w), ``down``
@@ -86,7 +91,7 @@ def back_project(sr: torch.Tensor, lr: torch.Tensor, scale: int, iterations: int
     for _ in range(iterations):
         residual = lr - protocol.camera_downsample(sr, scale, psf)
         if threshold > 0:
-            residual = torch.sign(residual) * (residual.abs() - threshold).clamp_min(0)
+            residual = soft_threshold(residual, threshold)
         sr = sr + F.interpolate(residual, size=size, mode="bicubic", align_corners=False)
     return sr.clamp(0.0, 1.0)
 

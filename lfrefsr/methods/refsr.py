@@ -30,7 +30,7 @@ from lfrefsr.capability import effective_precision
 from lfrefsr.capture import noisy
 from lfrefsr.lightfield import MIN_VIEWS, disparity_hypotheses, estimate_disparity, sweep_settings, view_flow
 from lfrefsr.methods.base import Method, ViewHint, register
-from lfrefsr.methods.flowwarp import FlowContext, FlowWarp, back_project
+from lfrefsr.methods.flowwarp import FlowContext, FlowWarp, back_project, soft_threshold
 from lfrefsr.models.ssnet import GUIDE_CHANNELS
 
 VARIANTS = {
@@ -71,7 +71,7 @@ def protocol_view(lr: torch.Tensor, estimate: torch.Tensor, scale: int, psf: flo
     residual = lr - protocol.camera_downsample(estimate, scale, psf)  # (N, 3, h, w)
     threshold = 2 * noise / 255 if noisy(noise) else 0.0
     if threshold:
-        residual = torch.sign(residual) * (residual.abs() - threshold).clamp_min(0)
+        residual = soft_threshold(residual, threshold)
     view = protocol.downsample(estimate, scale) + residual
     return (view.clamp(0, 1) * 255).round() / 255
 
