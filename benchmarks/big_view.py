@@ -66,7 +66,7 @@ def run_child(size: int, tile: int | None, precision: str) -> dict:
     import numpy as np
 
     with tempfile.TemporaryDirectory(prefix="lfrefsr-big-") as folder:
-        for name, image in zip(("lr", "ref", "hr"), pair(size)):
+        for name, image in zip(("lr", "ref", "hr"), pair(size), strict=True):
             np.save(f"{folder}/{name}.npy", image.numpy())
         code = f"import benchmarks.big_view as b, json; print(json.dumps(b.child({folder!r}, {tile!r}, {precision!r})))"
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

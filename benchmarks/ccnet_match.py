@@ -21,13 +21,13 @@ import torch
 def conv_flops(model, height: int, width: int, grid_stride: int | None = None) -> float:
     """Multiply-adds x 2 of one tower on an image, dense or on the centre grid."""
     tower = model.lr_tower
-    total, spacing = 0.0, 1
+    total = 0.0
     need = [grid_stride or 1]
     import math
 
     for dilation in reversed(tower.dilations[1:]):
         need.insert(0, math.gcd(need[0], dilation))
-    for conv, out_spacing in zip(tower.convs, need if grid_stride else [1] * len(tower.convs)):
+    for conv, out_spacing in zip(tower.convs, need if grid_stride else [1] * len(tower.convs), strict=True):
         pixels = (height / out_spacing) * (width / out_spacing)
         total += 2 * pixels * conv.in_channels * conv.out_channels * 9
     last = need[-1] if grid_stride else 1
@@ -77,7 +77,6 @@ def run(size: int, precision: str, search_range: int, weights, content: str = "s
           candidates=matcher.candidates)  # as the matcher searches: aggregated over neighbouring centres
     timings["search_s"] = time.perf_counter() - start
     flops_ref = conv_flops(matcher.model, size, size)
-    flops_target = conv_flops(matcher.model, size, size, grid_stride=8)
     centres = (size // 8) ** 2
     flops_search = 2 * centres * (2 * search_range + 1) ** 2 * matcher.model.out_channels
     timings.update({

@@ -70,7 +70,7 @@ def synthetic_sets(degradation: Degradation | None, seeds=(0, 1, 2), views: int 
             camera = {"psf": found.psf, "noise": found.noise}
         ref = protocol.to_float(hrs[0])
         sets[f"synthetic {seed}"] = (camera, [(protocol.to_float(lr), ref, protocol.to_float(h))
-                                              for lr, h in zip(lrs[1:], hrs[1:])])
+                                              for lr, h in zip(lrs[1:], hrs[1:], strict=True)])
     return sets
 
 

@@ -48,8 +48,8 @@ class CaptureEstimate:
 
     @classmethod
     def from_json(cls, data: dict) -> CaptureEstimate:
-        return cls(psf=float(data["psf"]), gain=tuple(data["gain"]), noise=float(data["noise"]), pairs=int(data["pairs"]),
-                   chroma=float(data.get("chroma", 1.0)))
+        return cls(psf=float(data["psf"]), gain=tuple(data["gain"]), noise=float(data["noise"]),
+                   pairs=int(data["pairs"]), chroma=float(data.get("chroma", 1.0)))
 
     def line(self, scale: int) -> str:
         gains = ", ".join(f"{g:.3f}" for g in self.gain)

@@ -110,7 +110,8 @@ def _verbosity(command):
 
 scale_option = click.option("--scale", type=int, default=8, show_default=True, callback=_scale_check,
                             help="Scale factor between HR and LR (>= 2).")
-grid_option = click.option("--grid", type=GRID, default=None, help="Sub-grid to use, ROWSxCOLS [default: 8x8 or the whole grid if smaller].")
+grid_option = click.option("--grid", type=GRID, default=None,
+                           help="Sub-grid to use, ROWSxCOLS [default: 8x8 or the whole grid if smaller].")
 origin_option = click.option("--origin", type=POSITION, default="0,0", show_default=True,
                              help="Grid position U,V where --grid starts.")
 ref_option = click.option("--ref", type=POSITION, default="0,0", show_default=True,
@@ -611,7 +612,8 @@ def info(store):
     click.echo(f"{opened.path}  ({opened.kind.value}, layout {opened.attrs['lfrefsr_layout']})")
     click.echo(f"  axes {opened.axes}  views {opened.view_shape}  HR {opened.shape_hr}  LR {opened.shape_lr}  "
                f"x{opened.scale}  {opened.dtype}  ref {opened.ref}")
-    click.echo(f"  HR known for {int(opened.hr_known.sum())} of {opened.hr_known.size}; source {opened.attrs['source']}")
+    click.echo(f"  HR known for {int(opened.hr_known.sum())} of {opened.hr_known.size}; "
+               f"source {opened.attrs['source']}")
     if "capture" in opened.attrs:  # LR from a camera: its degradation as estimated at ingest
         from lfrefsr.capture import CaptureEstimate
 

@@ -83,8 +83,9 @@ def run_distributed(
         summary.skipped = len(tasks)
         summary.seconds = time.perf_counter() - started
         return summary
-    with (nullcontext(client) if client is not None else
-          open_client(scheduler, workers=workers, threads_per_worker=threads_per_worker, gpu=device == "cuda")) as client:
+    opened = nullcontext(client) if client is not None else open_client(
+        scheduler, workers=workers, threads_per_worker=threads_per_worker, gpu=device == "cuda")
+    with opened as client:
         from lfrefsr.worker_plugin import ProcessSettings
 
         client.register_plugin(ProcessSettings())  # the workers' process-wide settings, as the CLI's

@@ -157,8 +157,9 @@ def encode(store_path, out, *, what: What | str = What.VIEWS, method: str | None
     if still or codec == Codec.PNG:
         with atomic_path(out) as tmp:
             tmp.mkdir(parents=True)
-            for index, frame in zip(indices, frames):
-                name = _name(index, store.kind) if what != What.GRID else f"grid{'' if not index else f'_t{index[0]:04d}'}.png"
+            for index, frame in zip(indices, frames, strict=True):
+                grid_name = f"grid{'' if not index else f'_t{index[0]:04d}'}.png"
+                name = _name(index, store.kind) if what != What.GRID else grid_name
                 write_image(tmp / name, frame)
         return out
     with atomic_path(out) as tmp:

@@ -38,7 +38,8 @@ def score_store(store: Store, method: str, tasks) -> dict:
     return {**mean, "per_view": per_view}
 
 
-def evaluate_store(store: Store, methods: list[str], tasks, *, device="cpu", progress=True, method_options=None) -> dict:
+def evaluate_store(store: Store, methods: list[str], tasks, *, device="cpu", progress=True,
+                   method_options=None) -> dict:
     for name in methods:  # fail fast, in one line, on a method that cannot run (missing or foreign weights)
         check_method(name, store.scale, (method_options or {}).get(name))
     results = {}
@@ -73,7 +74,7 @@ def degrade_store(store: Store, degradation: Degradation | None) -> tuple[Store,
         return store, None
     views = store.views()
     lrs = degradation.lr_views([store.read("hr", index) for index in views], store.scale)
-    for index, lr in zip(views, lrs):
+    for index, lr in zip(views, lrs, strict=True):
         store.write("lr", index, lr)
     store.backend.update_attrs({"degrade": degradation.as_json()})
     estimate = capture.record(store)  # what the methods can know: the degradation as the capture shows it
@@ -121,5 +122,6 @@ def table(result: dict) -> str:
     """A short text table of the mean scores."""
     lines = [f"{'method':<12} {'PSNR RGB':>9} {'PSNR Y':>8} {'SSIM Y':>7} {'s/view':>8}"]
     for name, row in result["methods"].items():
-        lines.append(f"{name:<12} {row['psnr_rgb']:>9.2f} {row['psnr_y']:>8.2f} {row['ssim_y']:>7.4f} {row['seconds']:>8.3f}")
+        lines.append(f"{name:<12} {row['psnr_rgb']:>9.2f} {row['psnr_y']:>8.2f} {row['ssim_y']:>7.4f} "
+                     f"{row['seconds']:>8.3f}")
     return "\n".join(lines)

@@ -246,4 +246,5 @@ def _h264(lrs: list[np.ndarray], crf: int) -> list[np.ndarray]:
         decoded = [frame.to_ndarray(format="rgb24")[:height, :width] for frame in container.decode(video=0)]
     if len(decoded) != len(lrs):
         raise InputError(f"H.264 round trip returned {len(decoded)} of {len(lrs)} views")
-    return [_from_8bit(np.ascontiguousarray(frame.transpose(2, 0, 1)), lr.dtype) for frame, lr in zip(decoded, lrs)]
+    return [_from_8bit(np.ascontiguousarray(frame.transpose(2, 0, 1)), lr.dtype)  # (H, W, 3) -> (3, H, W)
+            for frame, lr in zip(decoded, lrs, strict=True)]

@@ -12,8 +12,8 @@ Reference patches (``ref_patches``):
 variant): no overlapping patches, so no computation the result does not need, and no seams; tiles with a halo of
 ``SSNET_HALO`` LR pixels bound memory and give the whole-image result (a test checks).
 
-Padding rule (patches): the LR inputs are padded by edge replication at the bottom and right until the patches, placed every
-``stride`` LR pixels from (0, 0), cover the image exactly; the output is cropped back to (h*s, w*s). The reference
+Padding rule (patches): the LR inputs are padded by edge replication at the bottom and right until the patches, placed
+every ``stride`` LR pixels from (0, 0), cover the image exactly; the output is cropped back to (h*s, w*s). The reference
 is padded by edge replication for patches that reach outside it. Memory: patches run in batches of ``batch``;
 only the output canvas and its weights are image-sized.
 """
@@ -110,7 +110,7 @@ def synthesize(
         base_batch = torch.stack(base_batch) if base is not None else None
         prediction, mask = net(lr_batch, ref_batch, base_batch)  # (B, 3, P, P), (B, 1, P, P)
         weights = gaussian_blur(mask, sigma) if blend == "mask" else torch.ones_like(mask)
-        for (i, j), pred_k, mask_k, weight_k in zip(chunk, prediction, mask, weights):
+        for (i, j), pred_k, mask_k, weight_k in zip(chunk, prediction, mask, weights, strict=True):
             y, x = i * scale, j * scale
             canvas[:, y : y + big, x : x + big] += weight_k * pred_k
             weight[:, y : y + big, x : x + big] += weight_k

@@ -10,13 +10,17 @@ import nbformat
 HERE = Path(__file__).parent
 
 SETUP = '''\
-import os, tempfile
+import os
+import tempfile
 from pathlib import Path
+
 %matplotlib inline
 import matplotlib.pyplot as plt
 import numpy as np
+
 import lfrefsr
 from lfrefsr import figures
+
 DATA = Path(os.environ.get("LFREFSR_DATA", Path.cwd().parent / "shared" / "data"))
 if not DATA.is_dir():
     DATA = Path(lfrefsr.__file__).resolve().parents[2] / "shared" / "data"
@@ -30,9 +34,10 @@ LIGHTFIELD = [
            "(a synthetic 8x8 light field)."),
     ("code", SETUP),
     ("code", '''\
-from lfrefsr.demo import LIGHTFIELD, demo_methods, write_inputs
+from lfrefsr.demo import demo_methods, write_inputs
 from lfrefsr.io.ingest import ingest_lf
 from lfrefsr.pipeline import plan, run_serial
+
 if (DATA / "lightfields" / "hci-backgammon").is_dir():
     name, store = "backgammon", ingest_lf(DATA / "lightfields" / "hci-backgammon", WORK / "lf.zarr",
                                           grid=(4, 4) if QUICK else None, progress=False)
@@ -45,32 +50,37 @@ for method in methods:
     ("code", '''\
 best = methods[-1]
 fig, axes = plt.subplots(1, 3, figsize=(15, 5))
-for axis, array in zip(axes, ["lr", best, "hr"]):
+for axis, array in zip(axes, ["lr", best, "hr"], strict=True):
     axis.imshow(figures.to_display(figures.mosaic(store, array, step=4)))
-    axis.set_title(f"grid: {array}"); axis.axis("off")
+    axis.set_title(f"grid: {array}")
+    axis.axis("off")
 plt.show()'''),
     ("code", '''\
 y = store.shape_hr[0] // 2
 fig, axes = plt.subplots(3, 1, figsize=(12, 5))
-for axis, array in zip(axes, ["lr", best, "hr"]):
+for axis, array in zip(axes, ["lr", best, "hr"], strict=True):
     axis.imshow(figures.to_display(figures.epi(store, array, u=0, y=y)), aspect="auto", interpolation="nearest")
-    axis.set_ylabel(array); axis.set_yticks([])
+    axis.set_ylabel(array)
+    axis.set_yticks([])
 axes[0].set_title(f"epipolar-plane images, row u=0, image row y={y}")
 plt.show()'''),
     ("code", '''\
 fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods), 4))
-for axis, method in zip(np.atleast_1d(axes), methods):
+for axis, method in zip(np.atleast_1d(axes), methods, strict=True):
     grid = figures.psnr_grid(store, method)
     image = axis.imshow(grid, cmap="viridis")
-    axis.set_title(f"{method}: mean {np.nanmean(grid):.2f} dB"); fig.colorbar(image, ax=axis)
+    axis.set_title(f"{method}: mean {np.nanmean(grid):.2f} dB")
+    fig.colorbar(image, ax=axis)
 plt.show()'''),
     ("md", "The disparity all views share, as refsr estimates it from the LR views and the reference "
            "(`lfrefsr.lightfield`): each view's flow to the reference is this disparity times its grid offset. "
            "On backgammon the HCI ground truth (for the centre view, so shifted by 4 grid steps) is beside it."),
     ("code", '''\
 import torch
+
 from lfrefsr import protocol
 from lfrefsr.lightfield import estimate_disparity
+
 ref_index = tuple(store.ref)
 ref = protocol.to_float(store.read("hr", ref_index), store.dtype)
 views = [((u - ref_index[0], v - ref_index[1]), protocol.to_float(store.read("lr", (u, v)), store.dtype))
@@ -85,9 +95,11 @@ if name == "backgammon" and truth.is_file():
     panels.append(("HCI ground truth, centre view", read_pfm(truth)))
 low, high = np.percentile(disparity, [1, 99])
 fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 5))
-for axis, (title, image) in zip(axes, panels):
-    shown = axis.imshow(image, cmap="viridis", vmin=None if image.ndim == 3 else low, vmax=None if image.ndim == 3 else high)
-    axis.set_title(title); axis.axis("off")
+for axis, (title, image) in zip(axes, panels, strict=True):
+    colour = image.ndim == 3
+    shown = axis.imshow(image, cmap="viridis", vmin=None if colour else low, vmax=None if colour else high)
+    axis.set_title(title)
+    axis.axis("off")
     if image.ndim == 2:
         fig.colorbar(shown, ax=axis, fraction=0.046)
 plt.show()'''),
@@ -100,8 +112,11 @@ panels = ["lr"] + methods + ["hr"]
 fig, axes = plt.subplots(2, len(panels), figsize=(3.2 * len(panels), 6.5))
 for k, array in enumerate(panels):
     image = figures.view(store, array, index)
-    axes[0, k].imshow(figures.to_display(image)[box]); axes[0, k].set_title(array); axes[0, k].axis("off")
-    axes[1, k].imshow(figures.error_map(image, hr)[box], cmap="magma", vmin=0, vmax=0.2); axes[1, k].axis("off")
+    axes[0, k].imshow(figures.to_display(image)[box])
+    axes[0, k].set_title(array)
+    axes[0, k].axis("off")
+    axes[1, k].imshow(figures.error_map(image, hr)[box], cmap="magma", vmin=0, vmax=0.2)
+    axes[1, k].axis("off")
 plt.show()'''),
 ]
 
@@ -112,16 +127,19 @@ CORRESPONDENCE = [
            "otherwise a synthetic pair with exact ground truth."),
     ("code", SETUP),
     ("code", '''\
-from lfrefsr.correspondence.evaluate import evaluate_match, load_pair, pair_folders
+from lfrefsr.correspondence.evaluate import evaluate_match, load_pair
 from lfrefsr.data.synthetic import make_lightfield
 from lfrefsr.io.flow import write_flo
 from lfrefsr.io.images import write_image
+
 if (DATA / "match").is_dir():
     pairs = [DATA / "match" / "sintel-alley_1-clean", DATA / "match" / "hci-backgammon-c44-to-00"][QUICK:]
 else:
     data = make_lightfield(grid=4, size=(192, 256), seed=7, max_disparity=2.0)
-    folder = WORK / "pair"; folder.mkdir()
-    write_image(folder / "target.png", data["hr"][3, 3]); write_image(folder / "reference.png", data["hr"][0, 0])
+    folder = WORK / "pair"
+    folder.mkdir()
+    write_image(folder / "target.png", data["hr"][3, 3])
+    write_image(folder / "reference.png", data["hr"][0, 0])
     write_flo(folder / "flow.flo", data["flow"][3, 3])
     write_image(folder / "valid.png", np.repeat((~data["occlusion"][3, 3])[None].astype(np.uint8) * 255, 3, 0))
     pairs = [folder]
@@ -132,6 +150,7 @@ for name, row in result["methods"].items():
     ("code", '''\
 from lfrefsr import protocol
 from lfrefsr.correspondence.matchers import get_matcher
+
 pair = load_pair(pairs[0], 8)
 lr = protocol.to_float(protocol.quantize(protocol.downsample(pair["target"], 8)))
 found = {}
@@ -146,14 +165,17 @@ width = target.shape[1]
 for m in range(2, centres.shape[1], 6):
     for n in range(2, centres.shape[2], 6):
         axes[0].plot([centres[0, m, n], position[0, m, n] + width], [centres[1, m, n], position[1, m, n]], lw=0.6)
-axes[0].set_title("CC-Net matches (target | reference)"); axes[0].axis("off")
+axes[0].set_title("CC-Net matches (target | reference)")
+axes[0].axis("off")
 figures.accuracy_curves(result).axes[0].set_title("accuracy against threshold")
-plt.sca(axes[1]); axes[1].axis("off")
+plt.sca(axes[1])
+axes[1].axis("off")
 plt.show()'''),
     ("code", '''\
 from lfrefsr.correspondence.evaluate import score_matches
+
 fig, axes = plt.subplots(1, 2, figsize=(9, 4))
-for axis, (name, matches) in zip(axes, found.items()):
+for axis, (name, matches) in zip(axes, found.items(), strict=True):
     offsets = score_matches(matches.position.float(), pair, 8, SEARCH)["offsets"].numpy()
     axis.imshow(figures.offset_density(offsets), extent=(-6.5, 6.5, 6.5, -6.5), cmap="jet")
     axis.set_title(f"{name}: offset from truth (px)")
@@ -163,18 +185,22 @@ plt.show()'''),
            "combs of wedges, where a single 65-px patch sees a neighbouring tooth (search +-24 px here, as above)."),
     ("code", '''\
 import torch
+
 last = load_pair(pairs[-1], 8)
 last_lr = protocol.stored_lr(last["target"], 8)
 fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-axes[0].imshow(last["target"].permute(1, 2, 0).numpy()); axes[0].set_title(pairs[-1].name); axes[0].axis("off")
-for axis, size in zip(axes[1:], [1, 7]):
+axes[0].imshow(last["target"].permute(1, 2, 0).numpy())
+axes[0].set_title(pairs[-1].name)
+axes[0].axis("off")
+for axis, size in zip(axes[1:], [1, 7], strict=True):
     matcher = get_matcher("ccnet", search_range=SEARCH, aggregate=size)
     matches = matcher.match(last_lr, matcher.prepare(last["ref"]))
     error = torch.hypot(*(matches.flow - last["flow"][:, ::8, ::8])).numpy()  # (Ny, Nx) px at HR scale
     error[~last["valid"][::8, ::8].numpy()] = np.nan
     shown = axis.imshow(error, cmap="magma", vmin=0, vmax=6)
     within = 100 * np.nanmean(error <= 1.5)
-    axis.set_title(f"aggregate {size}: {within:.1f} % within 1.5 px"); axis.axis("off")
+    axis.set_title(f"aggregate {size}: {within:.1f} % within 1.5 px")
+    axis.axis("off")
 fig.colorbar(shown, ax=axes[1:], label="distance from truth (px)")
 plt.show()'''),
 ]
@@ -185,6 +211,7 @@ VIDEO = [
     ("code", SETUP),
     ("code", '''\
 from lfrefsr.demo import demo_methods, write_inputs
+
 _, clip_dir = write_inputs(WORK)
 sources = {"embedded": clip_dir}
 if (DATA / "video" / "sintel-alley_1" / "clean").is_dir():
@@ -198,37 +225,47 @@ for name, src in sources.items():
 print(method)'''),
     ("code", '''\
 fig, axes = plt.subplots(1, len(sources), figsize=(6 * len(sources), 3.5))
-for axis, name in zip(np.atleast_1d(axes), sources):
+for axis, name in zip(np.atleast_1d(axes), sources, strict=True):
     for (source, label), points in curves.items():
         if source == name:
-            axis.plot(*zip(*points), marker="o", label=label)
-    axis.set_title(f"{name}: {method} PSNR per frame"); axis.set_xlabel("frame"); axis.set_ylabel("dB")
-    axis.legend(); axis.grid(alpha=0.3)
+            axis.plot(*zip(*points, strict=True), marker="o", label=label)
+    axis.set_title(f"{name}: {method} PSNR per frame")
+    axis.set_xlabel("frame")
+    axis.set_ylabel("dB")
+    axis.legend()
+    axis.grid(alpha=0.3)
 plt.show()'''),
     ("code", '''\
 from lfrefsr.io.store import Store
+
 store = Store.open(WORK / "embedded" / "all-hr.zarr")
 frames = range(store.view_shape[0])
 fig, axes = plt.subplots(2, len(frames), figsize=(3 * len(frames), 4.5))
 for t in frames:
-    axes[0, t].imshow(figures.to_display(figures.view(store, "lr", (t,)))); axes[0, t].set_title(f"LR t={t}")
-    axes[1, t].imshow(figures.to_display(store.read("hr", (t,)))); axes[1, t].set_title(f"HR t={t}")
+    axes[0, t].imshow(figures.to_display(figures.view(store, "lr", (t,))))
+    axes[0, t].set_title(f"LR t={t}")
+    axes[1, t].imshow(figures.to_display(store.read("hr", (t,))))
+    axes[1, t].set_title(f"HR t={t}")
 for axis in axes.flat:
     axis.axis("off")
 plt.show()'''),
     ("code", '''\
 from lfrefsr import protocol
 from lfrefsr.methods import get_method
+
 if method == "refsr":
     refsr = get_method("refsr")
     t = store.view_shape[0] - 1
     lr = protocol.to_float(store.read("lr", (t,)))
     sr, mask = refsr.super_resolve_with_mask(lr, refsr.prepare(protocol.to_float(store.read("hr", (t - 1,)))))
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    axes[0].imshow(sr.permute(1, 2, 0).numpy()); axes[0].set_title(f"refsr, frame {t}")
-    axes[1].imshow(sr.permute(1, 2, 0).numpy()); axes[1].imshow(1 - mask[0].numpy(), cmap="Reds", alpha=0.6, vmin=0, vmax=1)
+    axes[0].imshow(sr.permute(1, 2, 0).numpy())
+    axes[0].set_title(f"refsr, frame {t}")
+    axes[1].imshow(sr.permute(1, 2, 0).numpy())
+    axes[1].imshow(1 - mask[0].numpy(), cmap="Reds", alpha=0.6, vmin=0, vmax=1)
     axes[1].set_title("where SS-Net ignores the reference (1 - M(0))")
-    for axis in axes: axis.axis("off")
+    for axis in axes:
+        axis.axis("off")
     plt.show()
 else:
     print("refsr's networks are not installed: SS-Net masks need them")'''),

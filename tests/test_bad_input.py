@@ -17,8 +17,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-
 from conftest import run_cli, snapshot
+
 from lfrefsr.errors import InputError
 from lfrefsr.io.images import write_image
 

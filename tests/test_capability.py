@@ -111,7 +111,8 @@ def test_an_input_the_fused_primitive_refuses_runs_the_eager_ops():
     """oneDNN limited to AVX2 (as on an AVX2-only CPU) refuses bfloat16 with a RuntimeError; a capability that
     wrongly claims it must still give the eager ops' result, not a traceback."""
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
-    out = subprocess.run([sys.executable, "-c", REFUSAL], env=env, capture_output=True, text=True, timeout=120, check=False)
+    out = subprocess.run([sys.executable, "-c", REFUSAL], env=env, capture_output=True, text=True, timeout=120,
+                         check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["True", "True"]
 
@@ -123,6 +124,7 @@ def test_the_probe_matches_what_onednn_does_when_limited_to_avx2():
             "print(c.bf16, torch.bfloat16 in c.fused, c.bf16_missing is not None)")
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
     env.pop(capability.ENV_BF16, None)
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120, check=False)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120,
+                         check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False", "True"]

@@ -157,7 +157,8 @@ def _lr_stream(frames_dir: Path, folder: Path, *, frames=None, scale=8, noise=0)
     rng = np.random.default_rng(0)
     for path in frame_files(frames_dir)[:frames]:
         lr = protocol.make_lr(read_image(path), scale).astype(np.int16)
-        write_image(folder / path.name, np.clip(lr + rng.integers(-noise, noise + 1, lr.shape), 0, 255).astype(np.uint8))
+        noisy = np.clip(lr + rng.integers(-noise, noise + 1, lr.shape), 0, 255)
+        write_image(folder / path.name, noisy.astype(np.uint8))
     return folder
 
 

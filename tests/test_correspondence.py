@@ -169,10 +169,12 @@ def test_zncc_equals_a_direct_computation():
         for j, cx in enumerate(range(0, 32, 8)):
             patch = gray_t[cy : cy + 7, cx : cx + 7].flatten()
             patch = (patch - patch.mean()) / patch.std(unbiased=False)
-            best = max(
-                (float((patch * ((q := gray_r[y : y + 7, x : x + 7].flatten()) - q.mean()) / q.std(unbiased=False)).mean()), x, y)
-                for y in range(max(0, cy - 5), min(26, cy + 6)) for x in range(max(0, cx - 5), min(30, cx + 6))
-            )
+            def zncc(x, y, patch=patch):
+                window = gray_r[y : y + 7, x : x + 7].flatten()
+                return float((patch * (window - window.mean()) / window.std(unbiased=False)).mean())
+
+            best = max((zncc(x, y), x, y)
+                       for y in range(max(0, cy - 5), min(26, cy + 6)) for x in range(max(0, cx - 5), min(30, cx + 6)))
             assert found.score[i, j] == pytest.approx(best[0], abs=1e-3)
             assert (int(found.position[0, i, j]), int(found.position[1, i, j])) == best[1:]
 

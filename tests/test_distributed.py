@@ -9,8 +9,8 @@ import time
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from lfrefsr.data.synthetic import make_lfvideo, make_lightfield
 from lfrefsr.io.images import write_image
 from lfrefsr.io.ingest import ingest_lf
@@ -193,7 +193,8 @@ def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_p
     total = len(expected)
     # random moments, drawn as "after k views, plus a random part of the next view", so that they land mid-run
     # however fast the machine is
-    for attempt, (after, extra) in enumerate(zip(rng.integers(1, total - 4, size=3), rng.uniform(0, 0.05, size=3))):
+    moments = zip(rng.integers(1, total - 4, size=3), rng.uniform(0, 0.05, size=3), strict=True)
+    for attempt, (after, extra) in enumerate(moments):
         path = tmp_path / f"kill{attempt}.zarr"
         shutil.copytree(pristine.path, path)
         store = Store.open(path)

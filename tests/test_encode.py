@@ -2,8 +2,8 @@
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from lfrefsr.io.images import read_image
 from lfrefsr.io.ingest import ingest_lf, ingest_video
 from lfrefsr.pipeline import plan, run_serial

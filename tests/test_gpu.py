@@ -17,7 +17,8 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="torch see
 def pair():
     data = make_lightfield(grid=4, size=(192, 192), seed=11, max_disparity=1.5)
     hr = protocol.to_float(data["hr"])
-    return {"ref": hr[0, 0], "hr": hr[2, 3], "lr": protocol.stored_lr(hr[2, 3], 8), "hint": ViewHint(grid_offset=(2, 3))}
+    return {"ref": hr[0, 0], "hr": hr[2, 3], "lr": protocol.stored_lr(hr[2, 3], 8),
+            "hint": ViewHint(grid_offset=(2, 3))}
 
 
 def _run(name, pair, device, **options):
@@ -70,8 +71,8 @@ def test_ccnet_matches_on_cuda_equal_cpu(pair):
 
 
 def test_pipeline_on_cuda_equals_cpu(tmp_path):
-    from lfrefsr.io.ingest import ingest_lf
     from lfrefsr.io.images import write_image
+    from lfrefsr.io.ingest import ingest_lf
     from lfrefsr.pipeline import plan, run_serial
 
     hr = make_lightfield(grid=2, size=(64, 64), seed=3)["hr"]
@@ -93,8 +94,8 @@ def test_dask_gpu_worker_runs_cuda_tasks(tmp_path):
     from conftest import run_cli
 
     from lfrefsr.distributed import open_client
-    from lfrefsr.io.ingest import ingest_lf
     from lfrefsr.io.images import write_image
+    from lfrefsr.io.ingest import ingest_lf
 
     hr = make_lightfield(grid=2, size=(64, 64), seed=4)["hr"]
     folder = tmp_path / "src"

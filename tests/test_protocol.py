@@ -94,7 +94,7 @@ def test_bad_degradation_specs_are_one_line(spec, word):
 
 def test_no_degradation_is_the_protocol():
     hrs = _views()
-    for hr, lr in zip(hrs, protocol.Degradation().lr_views(hrs, 8)):
+    for hr, lr in zip(hrs, protocol.Degradation().lr_views(hrs, 8), strict=True):
         np.testing.assert_array_equal(lr, protocol.make_lr(hr, 8))
 
 
@@ -106,7 +106,7 @@ def test_each_degradation_changes_the_views_as_it_should():
         return [protocol.to_float(v) for v in protocol.Degradation.parse(spec, seed).lr_views(hrs, 4)]
 
     def rms(a, b):
-        return float(torch.stack([(x - y).pow(2).mean() for x, y in zip(a, b)]).mean().sqrt())
+        return float(torch.stack([(x - y).pow(2).mean() for x, y in zip(a, b, strict=True)]).mean().sqrt())
 
     noisy = lr("noise=4")
     assert 3.0 / 255 < rms(noisy, clean) < 5.0 / 255  # sigma 4/255, quantised
@@ -115,7 +115,7 @@ def test_each_degradation_changes_the_views_as_it_should():
     blurred = lr("psf=gauss:1")  # sigma 4 HR px at x4: the LR view loses contrast
     assert sum(float(b.std()) for b in blurred) < sum(float(c.std()) for c in clean)
     gained = lr("gain=1.2,1,0.5")
-    means = torch.stack([g.mean((1, 2)) / c.mean((1, 2)) for g, c in zip(gained, clean)]).mean(0)
+    means = torch.stack([g.mean((1, 2)) / c.mean((1, 2)) for g, c in zip(gained, clean, strict=True)]).mean(0)
     assert means[0] > 1.1 and abs(float(means[1]) - 1) < 0.01 and abs(float(means[2]) - 0.5) < 0.02
     for strong, weak in (("jpeg=30", "jpeg=95"), ("h264=35", "h264=0")):  # 4:2:0 chroma: never lossless here
         coded = lr(strong)

@@ -492,6 +492,7 @@ def _match_line(target, ref, *, stride, search_range, ref_bias, direction, subpi
         minus = torch.where(index > 0, minus, torch.full_like(minus, float("-inf")))
         plus = torch.where(index < len(steps) - 1, plus, torch.full_like(plus, float("-inf")))
         k = k + _parabola(minus, best, plus)
-    position = torch.stack([xs[None, :] + k * dx, (torch.arange(rows, device=target.device) * stride)[:, None] + k * dy])
+    ys = torch.arange(rows, device=target.device) * stride
+    position = torch.stack([xs[None, :] + k * dx, ys[:, None] + k * dy])
     confidence = torch.exp(best - torch.logsumexp(scores, dim=-1))
     return Matches(stride, position.float(), best, confidence)

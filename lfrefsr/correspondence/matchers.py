@@ -86,7 +86,8 @@ class CCNetMatcher(Matcher):
         self.strip = strip
 
     def _autocast(self):
-        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=self.dtype == torch.bfloat16)
+        enabled = self.dtype == torch.bfloat16
+        return torch.autocast(torch.device(self.device).type, dtype=torch.bfloat16, enabled=enabled)
 
     @torch.inference_mode()
     def prepare(self, ref: torch.Tensor) -> torch.Tensor:

@@ -98,7 +98,8 @@ class LayeredScene:
         for i in range(count):
             if extra.random() < repeat:
                 self.textures[i] = _tiled_texture(photos[extra.integers(len(photos))], canvas, extra)
-        self.wedge = torch.zeros(count, dtype=torch.bool)  # (L,): a triangle, full width at one end, a point at the other
+        # (L,): a triangle, full width at one end, a point at the other
+        self.wedge = torch.zeros(count, dtype=torch.bool)
         thin_layers = []
         for i in range(1, count):  # foreground layers only
             if extra.random() < thin:

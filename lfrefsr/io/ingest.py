@@ -112,7 +112,8 @@ def _write_store(
                 store.write("hr", item.index, hr)
             if item.lr is not None:
                 lr = read_image(item.lr).astype(first.dtype)
-                store.write("lr", item.index, np.ascontiguousarray(lr[:, : shape_hr[0] // scale, : shape_hr[1] // scale]))
+                lr = lr[:, : shape_hr[0] // scale, : shape_hr[1] // scale]  # (3, h, w)
+                store.write("lr", item.index, np.ascontiguousarray(lr))
             else:
                 store.write("lr", item.index, protocol.make_lr(hr, scale))
     return Store.open(store_path)

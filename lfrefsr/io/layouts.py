@@ -38,7 +38,7 @@ class LightFieldFiles:
     cols: int
     files: dict
 
-    def cut(self, grid: tuple[int, int] | None, origin: tuple[int, int]) -> "LightFieldFiles":
+    def cut(self, grid: tuple[int, int] | None, origin: tuple[int, int]) -> LightFieldFiles:
         """The sub-grid ``grid`` starting at ``origin``, re-indexed from (0, 0)."""
         rows, cols = grid if grid is not None else (min(8, self.rows), min(8, self.cols))
         u0, v0 = origin

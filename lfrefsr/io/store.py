@@ -108,7 +108,8 @@ class _ZarrBackend:
         except KeyError:
             raise StoreError(f"array {name!r} missing", self.path) from None
         except Exception as exc:
-            raise StoreError(f"corrupted chunk in {name!r} at {index} ({type(exc).__name__}: {exc})", self.path) from None
+            raise StoreError(f"corrupted chunk in {name!r} at {index} ({type(exc).__name__}: {exc})",
+                             self.path) from None
 
     def write(self, name: str, index, data) -> None:
         self._group("r+")[name][index] = data
@@ -270,7 +271,7 @@ class Store:
         source: str,
         channels: int = 3,
         extra: dict | None = None,
-    ) -> "Store":
+    ) -> Store:
         """Create an empty store at ``path`` (which must not exist; ingest writes to a temporary path)."""
         path = Path(path)
         kind = Kind(kind)
@@ -306,7 +307,7 @@ class Store:
         return cls.open(path)
 
     @classmethod
-    def open(cls, path: str | Path) -> "Store":
+    def open(cls, path: str | Path) -> Store:
         path = Path(path)
         if not path.exists():
             raise StoreError("store not found", path)

@@ -29,7 +29,7 @@ def run_sliding(model, lr: torch.Tensor, patch: int, stride: int, batch: int = 3
         chunk = origins[start : start + batch]
         windows = torch.cat([padded[:, :, i : i + patch, j : j + patch] for i, j in chunk])  # (B, 3, p, p)
         predictions = model(windows).float()  # (B, 3, p*s, p*s)
-        for (i, j), prediction in zip(chunk, predictions):
+        for (i, j), prediction in zip(chunk, predictions, strict=True):
             out[0, :, i * s : (i + patch) * s, j * s : (j + patch) * s] += prediction
             count[0, :, i * s : (i + patch) * s, j * s : (j + patch) * s] += 1
     return (out / count)[:, :, : h * s, : w * s]

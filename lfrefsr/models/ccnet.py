@@ -90,7 +90,7 @@ class _Tower(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image
-        for conv, norm, dilation in zip(self.convs, self.norms, self.dilations):
+        for conv, norm, dilation in zip(self.convs, self.norms, self.dilations, strict=True):
             x = self._conv_relu(x, conv, norm, padding=dilation, dilation=dilation)
         return self._pointwise(x)
 
@@ -125,7 +125,7 @@ class _Tower(nn.Module):
         for dilation in reversed(self.dilations[1:]):
             need.insert(0, math.gcd(need[0], dilation))
         x, spacing = image, 1  # spacing of x's grid in input pixels
-        for conv, norm, dilation, out_spacing in zip(self.convs, self.norms, self.dilations, need):
+        for conv, norm, dilation, out_spacing in zip(self.convs, self.norms, self.dilations, need, strict=True):
             step = out_spacing // spacing
             x = self._conv_relu(x, conv, norm, stride=step, padding=dilation // spacing, dilation=dilation // spacing)
             spacing = out_spacing

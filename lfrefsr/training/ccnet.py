@@ -116,7 +116,8 @@ def patch_loss(model, pairs: list[Pair], *, scale: int, batch: int, noise: float
     with torch.no_grad():
         best = scores.argmax(-1)
         dist = torch.hypot((best % 129 - 64).float(), (best // 129 - 64).float())
-    return loss, {"n": len(chosen), "acc0": float((dist <= 0).float().mean()), "acc1": float((dist <= 1).float().mean())}
+    accuracy = {"acc0": float((dist <= 0).float().mean()), "acc1": float((dist <= 1).float().mean())}
+    return loss, {"n": len(chosen), **accuracy}
 
 
 def train_ccnet(config: dict, out: str | Path, *, resume: bool = False, progress: bool = True,
