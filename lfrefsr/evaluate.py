@@ -14,8 +14,16 @@ from lfrefsr.errors import LfrefsrError
 from lfrefsr.io.atomic import write_text
 from lfrefsr.io.ingest import ingest_lf, ingest_video
 from lfrefsr.io.store import Store
-from lfrefsr.methods import method_class
-from lfrefsr.pipeline import ReferenceMode, camera_settings, check_method, plan, run_options, run_serial
+from lfrefsr.methods import network_names, typed_options
+from lfrefsr.pipeline import (
+    ReferenceMode,
+    camera_options,
+    camera_settings,
+    check_method,
+    plan,
+    run_options,
+    run_serial,
+)
 from lfrefsr.protocol import Degradation
 from lfrefsr.weights import describe
 
@@ -53,11 +61,13 @@ def evaluate_store(store: Store, methods: list[str], tasks, *, device="cpu", pro
             raise LfrefsrError(f"{name} failed on {label}: {reason}")
         scores = score_store(store, name, tasks)
         camera = camera_settings(name, store, options)  # the LR camera it modelled, where it models one
-        networks = method_class(name).networks(options)  # what it loaded
+        networks = network_names(name, options)  # what it loaded
         results[name] = {**{k: v for k, v in scores.items() if k != "per_view"},
                          **settings,  # a learned method's precision: what ran, not what was asked
                          **({"camera": camera} if camera else {}),
                          **({"networks": [describe(found) for found in networks.values()]} if networks else {}),
+                         # every option it ran with, defaults included (``Method.Options``)
+                         "options": typed_options(name, camera_options(name, store, options)).as_json(),
                          "seconds": seconds / max(len(tasks), 1), "seconds_total": seconds,
                          "per_view": scores["per_view"]}
     return results

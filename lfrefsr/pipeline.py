@@ -21,7 +21,7 @@ from lfrefsr.axes import Kind
 from lfrefsr.capability import effective_precision
 from lfrefsr.errors import InputError, LfrefsrError
 from lfrefsr.io.store import Store
-from lfrefsr.methods import Method, ViewHint, get_method, method_class
+from lfrefsr.methods import Method, ViewHint, get_method, method_class, network_names
 from lfrefsr.modes import Precision, ReferenceMode
 
 
@@ -203,7 +203,7 @@ def camera_options(method_name: str, store: Store, options: dict | None) -> dict
     """A method that models the LR camera gets the store's estimate of it (``capture`` attributes, recorded where the
     LR views come from a camera) unless ``options`` give ``psf`` or ``noise`` themselves."""
     found = store.attrs.get("capture")
-    wanted = method_class(method_name).camera
+    wanted = method_class(method_name, options).camera
     if not found or not wanted:
         return options
     return {**{key: found[key] for key in wanted if key in found}, **(options or {})}
@@ -220,7 +220,7 @@ def check_method(method_name: str, scale: int, options: dict | None) -> None:
 def run_options(method_name: str, options: dict | None, device: str) -> tuple[dict | None, dict]:
     """(``options`` with the precision that runs on ``device``, the settings recorded with the result). A learned
     method asked for bfloat16 where it is not native runs float32 (one warning line, here, not on every worker)."""
-    if not method_class(method_name).learned:
+    if not method_class(method_name, options).learned:
         return options, {}
     precision = effective_precision((options or {}).get("precision", Precision.FP32), device)
     if options and "precision" in options:
@@ -231,13 +231,13 @@ def run_options(method_name: str, options: dict | None, device: str) -> tuple[di
 def camera_settings(method_name: str, store: Store, options: dict | None) -> dict:
     """The LR camera model a method runs with on ``store`` (``camera_options``), as recorded with its results."""
     chosen = camera_options(method_name, store, options) or {}
-    return {key: chosen[key] for key in method_class(method_name).camera if key in chosen}
+    return {key: chosen[key] for key in method_class(method_name, options).camera if key in chosen}
 
 
 def network_settings(method_name: str, options: dict | None) -> dict:
     """The trained networks a method loads, as recorded with its results: ``{"networks": "sisr+ssnet"}``, or {} for
     a classical method."""
-    found = method_class(method_name).networks(options)
+    found = network_names(method_name, options)
     return {"networks": "+".join(found.values())} if found else {}
 
 

@@ -74,15 +74,14 @@ def test_shipped_refsr_beats_bicubic_and_flowwarp_on_an_unseen_synthetic_scene(k
 
 
 def test_learned_methods_name_the_networks_they_load():
-    from lfrefsr.methods import method_class
-    from lfrefsr.methods.refsr import RefSR, RefSRPaper
+    from lfrefsr.methods import network_names
 
-    assert RefSR.networks() == {"sisr": "sisr", "ssnet": "ssnet"}
-    assert RefSR.networks({"noise": 5.0, "ssnet_weights": "mine.pt"})["ssnet"] == "mine.pt"
-    assert RefSR.networks({"variant": "paper"}) == RefSRPaper.networks() == {"sisr": "sisr", "ssnet": "ssnet_paper",
-                                                                               "ccnet": "ccnet"}
-    assert method_class("sisr").networks({"weights": "s.pt"}) == {"sisr": "s.pt"}
-    assert method_class("flowwarp").networks() == {}
+    assert network_names("refsr") == {"sisr": "sisr", "ssnet": "ssnet"}
+    assert network_names("refsr", {"noise": 5.0, "ssnet_weights": "mine.pt"})["ssnet"] == "mine.pt"
+    assert network_names("refsr", {"variant": "paper"}) == network_names("refsr_paper") == {
+        "sisr": "sisr", "ssnet": "ssnet_paper", "ccnet": "ccnet"}
+    assert network_names("sisr", {"weights": "s.pt"}) == {"sisr": "s.pt"}
+    assert network_names("flowwarp") == {}
 
 
 def test_flowwarp_takes_its_dis_settings_from_the_lr_camera():

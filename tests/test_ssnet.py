@@ -123,15 +123,21 @@ def tiny_weights(tmp_path):
     return paths
 
 
+def _networks(tiny_weights, variant: str) -> dict:
+    """The tiny networks as the options of refsr's ``variant`` name them."""
+    if variant == "default":
+        return {"sisr_weights": tiny_weights["sisr"], "ssnet_weights": tiny_weights["ssnet"]}
+    return {"sisr_weights": tiny_weights["sisr"], "ssnet_weights": tiny_weights["ssnet_paper"],
+            "ccnet_weights": tiny_weights["ccnet"], "search_range": 12}
+
+
 @pytest.mark.parametrize("variant,options", [("default", {}), ("default", {"tile": 4, "back_project": 0}),
                                              ("paper", {"stride": 4}), ("paper", {"epipolar": True, "stride": 8}),
                                              ("default", {"precision": "bf16"})])
 def test_refsr_method_end_to_end(tiny_weights, variant, options):
     from lfrefsr.methods import ViewHint, get_method
 
-    ssnet = tiny_weights["ssnet" if variant == "default" else "ssnet_paper"]
-    method = get_method("refsr", scale=8, variant=variant, ccnet_weights=tiny_weights["ccnet"],
-                        sisr_weights=tiny_weights["sisr"], ssnet_weights=ssnet, search_range=12, **options)
+    method = get_method("refsr", scale=8, variant=variant, **_networks(tiny_weights, variant), **options)
     ref = torch.rand(3, 72, 88)
     lr = torch.rand(3, 9, 11)
     sr, mask = method.super_resolve_with_mask(lr, method.prepare(ref), ViewHint(grid_offset=(1, 2)))
@@ -144,9 +150,8 @@ def test_refsr_bf16_without_native_bf16_is_the_float32_method(tiny_weights, no_n
     """An AVX2-only CPU: --precision bf16 runs float32, with the float32 result to the bit."""
     from lfrefsr.methods import ViewHint, get_method
 
-    ssnet = tiny_weights["ssnet" if variant == "default" else "ssnet_paper"]
-    common = dict(scale=8, variant=variant, ccnet_weights=tiny_weights["ccnet"], sisr_weights=tiny_weights["sisr"],
-                  ssnet_weights=ssnet, search_range=12, **({"stride": 8} if variant == "paper" else {}))
+    common = dict(scale=8, variant=variant, **_networks(tiny_weights, variant),
+                  **({"stride": 8} if variant == "paper" else {}))
     half, full = get_method("refsr", precision="bf16", **common), get_method("refsr", **common)
     assert half.precision == "fp32"
     if variant == "paper":

@@ -7,5 +7,14 @@ and returns what every target of that reference reuses, so reference features ar
 
 from __future__ import annotations
 
-from lfrefsr.methods import bicubic, flowwarp, patchmatch, refsr, sisr  # noqa: F401  (registration)
-from lfrefsr.methods.base import Method, ViewHint, available, get_method, method_class, register  # noqa: F401
+from lfrefsr.methods import bicubic, flowwarp, patchmatch, refsr, refsr_paper, sisr  # noqa: F401  (registration)
+from lfrefsr.methods.base import (  # noqa: F401
+    Method,
+    ViewHint,
+    available,
+    get_method,
+    method_class,
+    network_names,
+    register,
+    typed_options,
+)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 
 from lfrefsr.errors import LfrefsrError
+from lfrefsr.methods.options import Options
 from lfrefsr.registry import Registry
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -25,23 +27,31 @@ class ViewHint:
 
 
 class Method:
-    """Base class: subclasses set ``name`` and implement ``super_resolve``; ``prepare`` may cache reference work."""
+    """Base class: subclasses set ``name`` and ``Options`` and implement ``super_resolve``; ``prepare`` may cache
+    reference work. The options given to the constructor (keywords) become ``self.options``, an ``Options``."""
 
     name: ClassVar[str] = ""
+    Options: ClassVar[type[Options]] = Options  # the options it takes, declared once (``lfrefsr.methods.options``)
     uses_reference: ClassVar[bool] = True
     uses_views: ClassVar[bool] = False  # prepare(ref, views=[(hint, lr), ...]): the LR views sharing the reference
-    learned: ClassVar[bool] = False  # runs trained networks: takes ``precision`` (and weights), records it
-    # the LR camera's parameters it takes (``lfrefsr.capture.CaptureEstimate`` fields: psf, noise, chroma)
+    variants: ClassVar[dict[str, str]] = {}  # ``variant=NAME`` (``--variant``) -> the registered method that runs it
+    # derived from ``Options``: it runs trained networks (takes a ``precision``), and the LR camera's parameters it
+    # takes (``lfrefsr.capture.CaptureEstimate`` fields)
+    learned: ClassVar[bool] = False
     camera: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.learned = cls.Options.with_flag("--precision") is not None
+        cls.camera = cls.Options.camera()
 
     def __init__(self, scale: int = 8, device: str | torch.device = "cpu", **options: Any):
         self.scale = int(scale)
         self.device = torch.device(device)
-        if options:
-            raise LfrefsrError(f"method {self.name!r} takes no options {sorted(options)}")
+        self.options = self.Options.build(self.name, options)
 
     @classmethod
-    def networks(cls, options: dict | None = None) -> dict[str, str]:
+    def networks(cls, options: Options) -> dict[str, str]:
         """The trained networks it loads with ``options``: role (sisr, ssnet, ccnet) -> a shipped name
         (``lfrefsr/weights/manifest.json``) or a weights file's path; {} for a classical method."""
         return {}
@@ -66,9 +76,36 @@ def available() -> list[str]:
     return METHODS.names()
 
 
-def method_class(name: str) -> type[Method]:
-    return METHODS.get(name)
+def resolve(name: str, options: Mapping[str, Any] | None = None) -> tuple[type[Method], dict[str, Any]]:
+    """(the class that runs method ``name`` with ``options``, the options it takes): a ``variant`` option names
+    another registered method (``refsr`` with ``variant="paper"`` runs ``refsr_paper``)."""
+    cls = METHODS.get(name)
+    options = dict(options or {})
+    variant = options.pop("variant", None)
+    if variant is not None:
+        if variant not in cls.variants:
+            known = f"its variants are {sorted(cls.variants)}" if cls.variants else "it has no variants"
+            raise LfrefsrError(f"method {name!r} has no variant {variant!r}: {known}")
+        cls = METHODS.get(cls.variants[variant])
+    return cls, options
+
+
+def method_class(name: str, options: Mapping[str, Any] | None = None) -> type[Method]:
+    return resolve(name, options)[0]
+
+
+def typed_options(name: str, options: Mapping[str, Any] | None = None) -> Options:
+    """The typed options method ``name`` runs with, given ``options`` (a mapping, as the pipeline carries them)."""
+    cls, options = resolve(name, options)
+    return cls.Options.build(name, options)
+
+
+def network_names(name: str, options: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """The trained networks method ``name`` loads with ``options``: role -> shipped name or weights path."""
+    cls = method_class(name, options)
+    return cls.networks(typed_options(name, options))
 
 
 def get_method(name: str, **kwargs: Any) -> Method:
-    return method_class(name)(**kwargs)
+    cls, options = resolve(name, {k: v for k, v in kwargs.items() if k not in ("scale", "device")})
+    return cls(**{k: v for k, v in kwargs.items() if k in ("scale", "device")}, **options)

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from lfrefsr import protocol
 from lfrefsr.capture import noisy
 from lfrefsr.methods.base import Method, ViewHint, register
+from lfrefsr.methods.options import CameraOptions, option
 from lfrefsr.warp import out_of_bounds, warp
 
 _PRESETS = {
@@ -135,46 +136,40 @@ def select_flow(ref: torch.Tensor, lr: torch.Tensor, scale: int, flows: list[tor
     return sum(choice[:, k : k + 1] * flow for k, flow in enumerate(flows))  # (1, 2, H, W)
 
 
+@dataclass(frozen=True)
+class FlowWarpOptions(CameraOptions):
+    """flowwarp's options. The LR camera (``psf``, ``noise``) is used wherever the reference is compared with the LR
+    view (the blur before DIS, the trust, the back-projection); the noise widens the trust's tolerance by the
+    disagreement that noise alone makes and keeps the back-projection from pushing noise into the result."""
+
+    preset: str = option("default", "DIS preset; default is FAST with the patch side and back-projection steps "
+                                    "CLEAN_DIS or NOISY_DIS give for the LR camera", choices=PRESETS)
+    patch: int | None = option(None, "DIS patch side in pixels [default: the preset's rule]")
+    iterations: int | None = option(None, "Back-projection steps [default: the preset's rule]")
+    tolerance: float = option(0.03, "LR disagreement at which the trust in the warp falls to 1/e")
+    # no occlusion check by default: it measured worse on hci-backgammon (27.64 dB without, 27.07 with 5 px)
+    consistency: float | None = option(None, "Forward-backward flow threshold in pixels for the occlusion check "
+                                             "[default: none]")
+
+
 @register
 class FlowWarp(Method):
-    """Options: ``preset`` (DIS preset; ``default`` is FAST with the patch size and back-projection steps
-    ``CLEAN_DIS`` or ``NOISY_DIS`` give for the LR camera), ``patch`` (DIS patch side, overrides),
-    ``iterations`` (back-projection, overrides), ``tolerance`` (LR disagreement at which
-    trust falls to 1/e), ``consistency`` (forward-backward threshold in pixels; None = no occlusion check, which
-    measured better on hci-backgammon: 27.64 against 27.07 dB with 5 px). The LR camera (``lfrefsr.capture``):
-    ``psf``, its Gaussian PSF in LR pixels, used wherever the reference is compared with the LR view (the blur
-    before DIS, the trust, the back-projection); ``noise``, its noise sigma in 1/255, widens the trust's tolerance
-    by the disagreement that noise alone makes and keeps the back-projection from pushing noise into the result."""
-
     name = "flowwarp"
-    camera = ("psf", "noise")
+    Options = FlowWarpOptions
 
-    def __init__(
-        self,
-        scale: int = 8,
-        device="cpu",
-        *,
-        preset: str = "default",
-        patch: int | None = None,
-        iterations: int | None = None,
-        tolerance: float = 0.03,
-        consistency: float | None = None,
-        psf: float = 0.0,
-        noise: float = 0.0,
-    ):
-        super().__init__(scale, device)
-        if preset not in PRESETS:
-            raise ValueError(f"preset must be one of {PRESETS}")
-        self.psf, self.noise = float(psf), float(noise)
-        rule = (NOISY_DIS if noisy(self.noise) else CLEAN_DIS) if preset == "default" else {"patch": None,
-                                                                                            "iterations": 10}
-        self.preset = preset
-        self.patch = rule["patch"] if patch is None else int(patch)
-        self.iterations = rule["iterations"] if iterations is None else int(iterations)
+    def __init__(self, scale: int = 8, device="cpu", **options):
+        super().__init__(scale, device, **options)
+        chosen = self.options
+        self.psf, self.noise = chosen.psf, chosen.noise
+        rule = (NOISY_DIS if noisy(self.noise) else CLEAN_DIS) if chosen.preset == "default" else {"patch": None,
+                                                                                                   "iterations": 10}
+        self.preset = chosen.preset
+        self.patch = rule["patch"] if chosen.patch is None else chosen.patch
+        self.iterations = rule["iterations"] if chosen.iterations is None else chosen.iterations
         # the mean absolute difference over 3 channels of Gaussian noise of sigma s is about 0.8 s, divided by the
         # window's side where the residual is averaged first
-        self.tolerance = math.hypot(tolerance, 0.8 * self.noise / 255 / noise_window(self.noise))
-        self.consistency = consistency
+        self.tolerance = math.hypot(chosen.tolerance, 0.8 * self.noise / 255 / noise_window(self.noise))
+        self.consistency = chosen.consistency
 
     def prepare(self, ref: torch.Tensor) -> FlowContext:
         ref = ref.to(self.device)

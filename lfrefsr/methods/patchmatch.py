@@ -17,6 +17,7 @@ from lfrefsr import protocol
 from lfrefsr.correspondence.engine import match_topk
 from lfrefsr.correspondence.matchers import Gradient
 from lfrefsr.methods.base import Method, ViewHint, register
+from lfrefsr.methods.options import Options, option
 
 
 @dataclass
@@ -28,15 +29,26 @@ class PatchContext:
     bias: torch.Tensor  # (H, W) the matching engine's per-position bias for them
 
 
+@dataclass(frozen=True)
+class PatchMatchOptions(Options):
+    """patchmatch's options."""
+
+    k: int = option(4, "Reference patches combined per LR pixel")
+    search_range: int = option(100, "Search range in HR pixels (2-D, +-)")
+    # centres are `scale` apart: patches of twice that cover every HR pixel 4 times
+    patch: int | None = option(None, "HR patch side [default: twice the scale]")
+
+
 @register
 class PatchMatch(Method):
     name = "patchmatch"
+    Options = PatchMatchOptions
 
-    def __init__(self, scale: int = 8, device="cpu", *, k: int = 4, search_range: int = 100, patch: int | None = None):
-        super().__init__(scale, device)
-        self.k, self.search_range = k, search_range
-        self.patch = patch or 2 * scale  # centres are `scale` apart: every HR pixel is covered by 4 patches
-        self.features = Gradient(scale=scale, search_range=search_range)
+    def __init__(self, scale: int = 8, device="cpu", **options):
+        super().__init__(scale, device, **options)
+        self.k, self.search_range = self.options.k, self.options.search_range
+        self.patch = self.options.patch or 2 * scale
+        self.features = Gradient(scale=scale, search_range=self.search_range)
 
     def prepare(self, ref: torch.Tensor) -> PatchContext:
         ref = ref.to(self.device)

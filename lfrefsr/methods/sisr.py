@@ -7,11 +7,14 @@ A scale other than the network's runs the network and resizes its output (antial
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
 from lfrefsr.capability import effective_precision
 from lfrefsr.methods.base import Method, ViewHint, register
+from lfrefsr.methods.options import LearnedOptions, option
 
 
 def run_sliding(model, lr: torch.Tensor, patch: int, stride: int, batch: int = 32) -> torch.Tensor:
@@ -41,24 +44,34 @@ def resize_to(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(image, size=size, mode="bicubic", antialias=True, align_corners=False)
 
 
+@dataclass(frozen=True)
+class SISROptions(LearnedOptions):
+    """sisr's options."""
+
+    weights: str | None = option(None, "SISR weights file [default: the shipped sisr]", flag="--weights")
+    sliding: bool = option(False, "The paper's sliding variant: overlapping LR windows, predictions averaged")
+    patch: int = option(24, "Sliding: LR window side")
+    stride: int = option(2, "Sliding: LR pixels between windows")
+
+
 @register
 class SISR(Method):
     name = "sisr"
-    learned = True
+    Options = SISROptions
     uses_reference = False
 
     @classmethod
-    def networks(cls, options: dict | None = None) -> dict[str, str]:
-        return {"sisr": str((options or {}).get("weights") or "sisr")}
+    def networks(cls, options: SISROptions) -> dict[str, str]:
+        return {"sisr": str(options.weights or "sisr")}
 
-    def __init__(self, scale: int = 8, device="cpu", *, weights=None, sliding: bool = False, patch: int = 24,
-                 stride: int = 2, precision: str = "fp32"):
-        super().__init__(scale, device)
-        self.precision = effective_precision(precision, self.device)
+    def __init__(self, scale: int = 8, device="cpu", **options):
         from lfrefsr.weights import load_network
 
-        self.model, _ = load_network("sisr", weights, device=str(self.device))
-        self.sliding, self.patch, self.stride = sliding, patch, stride
+        super().__init__(scale, device, **options)
+        chosen = self.options
+        self.precision = effective_precision(chosen.precision, self.device)
+        self.model, _ = load_network("sisr", chosen.weights, device=str(self.device))
+        self.sliding, self.patch, self.stride = chosen.sliding, chosen.patch, chosen.stride
 
     def prepare(self, ref):
         return None

@@ -1,13 +1,12 @@
-"""The ``lfrefsr`` command line: a thin layer over the library.
+"""The ``lfrefsr`` commands: a thin layer over the library.
 
-Shared options are defined once below; values are checked by click types (``click.BadParameter``); commands only
-parse, call one library function and print. User-facing errors (``LfrefsrError``) become one line on stderr and a
-non-zero exit; ``-v`` shows the traceback.
+Commands only parse, call one library function and print; shared options and parameter types live in
+``lfrefsr.cli.options``, the options each method takes in its own declaration (``Method.Options``). User-facing errors
+(``LfrefsrError``) become one line on stderr and a non-zero exit; ``-v`` shows the traceback.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
 from pathlib import Path
@@ -15,187 +14,38 @@ from pathlib import Path
 import click
 
 from lfrefsr import __version__
-from lfrefsr.errors import LfrefsrError
-from lfrefsr.modes import Device, Precision, ReferenceMode, choices
+from lfrefsr.cli.method_options import cli_method_options, methods_command
+from lfrefsr.cli.options import (
+    MATCHERS,
+    METHODS,
+    POSITION,
+    DegradationSpec,
+    Index,
+    apply_options,
+    degrade_option,
+    device_check,
+    device_option,
+    grid_option,
+    handle_errors,
+    json_option,
+    lightfield_option,
+    odd_check,
+    option_option,
+    origin_option,
+    overwrite_option,
+    pattern_options,
+    precision_option,
+    progress,
+    ref_option,
+    resolve_device,
+    scale_option,
+    variant_option,
+    verbosity,
+    weights_option,
+)
+from lfrefsr.modes import Device, ReferenceMode, choices
 
 log = logging.getLogger("lfrefsr")
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Parameter types
-# ---------------------------------------------------------------------------------------------------------------
-
-
-class _IntPair(click.ParamType):
-    """Two non-negative integers separated by ``sep`` ("8x8", "0,0")."""
-
-    def __init__(self, sep: str, what: str, minimum: int):
-        self.sep, self.name, self.minimum = sep, what, minimum
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        parts = str(value).lower().split(self.sep)
-        try:
-            pair = tuple(int(p) for p in parts)
-        except ValueError:
-            pair = ()
-        if len(pair) != 2 or min(pair) < self.minimum:
-            self.fail(f"{value!r} is not a {self.name} like 2{self.sep}3 (integers >= {self.minimum})", param, ctx)
-        return pair
-
-
-GRID = _IntPair("x", "grid", 1)
-POSITION = _IntPair(",", "position U,V", 0)
-
-
-class _NameList(click.ParamType):
-    """Comma-separated names checked against a registry module's ``available()``."""
-
-    def __init__(self, what: str, registry: str):
-        self.name, self.what, self.registry = f"{what}s", what, registry
-
-    def convert(self, value, param, ctx):
-        import importlib
-
-        available = importlib.import_module(self.registry).available()
-        names = value if isinstance(value, list) else [n.strip() for n in str(value).split(",") if n.strip()]
-        unknown = [n for n in names if n not in available]
-        if unknown or not names:
-            self.fail(f"unknown {self.what} {', '.join(unknown) or '(none)'}; available: {', '.join(available)}",
-                      param, ctx)
-        return names
-
-
-METHODS = _NameList("method", "lfrefsr.methods")
-MATCHERS = _NameList("matcher", "lfrefsr.correspondence.matchers")
-
-
-def _scale_check(ctx, param, value):
-    if value is not None and value < 2:
-        raise click.BadParameter(f"scale must be >= 2, got {value}")
-    return value
-
-
-def _odd(ctx, param, value):
-    if value is not None and value % 2 == 0:
-        raise click.BadParameter(f"must be odd (a window centred on the centre), got {value}")
-    return value
-
-
-def _device_check(ctx, param, value):
-    return _resolve_device(value)
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Shared options, defined once
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _verbosity(command):
-    """-v / -q on every command."""
-
-    def set_level(ctx, param, value):
-        if value:
-            state = ctx.ensure_object(dict)
-            state[param.name] = True
-            logging.getLogger("lfrefsr").setLevel(logging.DEBUG if param.name == "verbose" else logging.WARNING)
-        return value
-
-    command = click.option("-v", "--verbose", is_flag=True, expose_value=False, callback=set_level,
-                           help="Show debugging output and tracebacks.")(command)
-    return click.option("-q", "--quiet", is_flag=True, expose_value=False, callback=set_level,
-                        help="No progress bars.")(command)
-
-
-scale_option = click.option("--scale", type=int, default=8, show_default=True, callback=_scale_check,
-                            help="Scale factor between HR and LR (>= 2).")
-grid_option = click.option("--grid", type=GRID, default=None,
-                           help="Sub-grid to use, ROWSxCOLS [default: 8x8 or the whole grid if smaller].")
-origin_option = click.option("--origin", type=POSITION, default="0,0", show_default=True,
-                             help="Grid position U,V where --grid starts.")
-ref_option = click.option("--ref", type=POSITION, default="0,0", show_default=True,
-                          help="Reference view U,V (0-based).")
-pattern_options = [
-    click.option("--pattern", default=None, help="File name pattern with {u} and {v}, or {index}."),
-    click.option("--index-base", type=int, default=None, help="First index of --pattern (default 0)."),
-]
-device_option = click.option("--device", type=click.Choice(choices(Device)), default="auto",
-                             show_default=True, callback=_device_check, help="Where models run.")
-overwrite_option = click.option("--overwrite", is_flag=True, help="Replace existing output.")
-precision_option = click.option("--precision", type=click.Choice(choices(Precision)), default="fp32",
-                                show_default=True,
-                                help="Learned methods: bf16 autocast where the CPU or GPU has native bfloat16 "
-                                     "(elsewhere float32 runs, with a warning).")
-variant_option = click.option("--variant", type=click.Choice(["default", "paper"]), default=None,
-                               help="refsr: the default variant or the paper's configuration (as refsr_paper).")
-lightfield_option = click.option(
-    "--lightfield/--per-view", "lightfield", default=None,
-    help="refsr on light fields: align with the disparity all views share [default], or each view on its own.")
-weights_option = click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                              help="A checkpoint written by `lfrefsr train` instead of the shipped weights.")
-class _DegradationSpec(click.ParamType):
-    """``--degrade noise=3,jpeg=85``: a ``protocol.Degradation``; with ``key``, the value of that one item
-    (``--psf gauss:F`` -> the PSF sigma)."""
-
-    def __init__(self, key: str | None = None):
-        self.key, self.name = key, "spec" if key is None else "gauss:F"
-
-    def convert(self, value, param, ctx):
-        from lfrefsr.protocol import Degradation
-
-        if not isinstance(value, str):
-            return value
-        try:
-            parsed = Degradation.parse(value if self.key is None else f"{self.key}={value}")
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
-        return parsed if self.key is None else getattr(parsed, self.key)
-
-
-degrade_option = click.option(
-    "--degrade", type=_DegradationSpec(), default=None,
-    help="Degrade the LR views after the x8 protocol, as a real camera would: comma-separated noise=S (Gaussian, "
-         "S/255), jpeg=Q, h264=CRF, psf=gauss:F (Gaussian of sigma F x scale HR px before decimation), gain=R,G,B; "
-         "seeded. Scores stay against the clean HR.")
-json_option = click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), required=True,
-                           help="Where to write the results (SPEC eval JSON).")
-
-
-def _options(*decorators):
-    def apply(command):
-        for decorator in reversed(decorators):
-            command = decorator(command)
-        return command
-
-    return apply
-
-
-def _progress() -> bool:
-    ctx = click.get_current_context()
-    return not ctx.ensure_object(dict).get("quiet", False)
-
-
-def _handle_errors(command):
-    """One line on stderr for user-facing errors; the traceback only with -v."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except (LfrefsrError, OSError) as exc:  # OSError: a full disk, a permission, a vanished file
-            if click.get_current_context().ensure_object(dict).get("verbose"):
-                raise
-            if isinstance(exc, OSError) and not isinstance(exc, LfrefsrError):
-                where = f": {exc.filename}" if exc.filename else ""
-                message = f"{exc.strerror or type(exc).__name__}{where}"
-            else:
-                message = str(exc)
-            click.echo(f"lfrefsr: error: {message}", err=True)
-            sys.exit(1)
-
-    return wrapper
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Commands
@@ -247,7 +97,7 @@ class _OneLineUsageErrors(click.Group):
 
 @click.group(cls=_OneLineUsageErrors, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="lfrefsr")
-@_verbosity
+@verbosity
 def cli():
     """Reference-based super-resolution (RefSR-Net) for light fields and hybrid video."""
     from lfrefsr.runtime import keep_freed_memory
@@ -265,13 +115,13 @@ def cli():
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("lfrefsr-demo"),
               show_default=True, help="Folder for the demo's inputs, stores and outputs.")
 @device_option
-@_verbosity
-@_handle_errors
+@verbosity
+@handle_errors
 def demo(out, device):
     """Run the main job on an embedded synthetic light field and clip, print PSNR against bicubic."""
     from lfrefsr.demo import run_demo
 
-    run_demo(out, device=device, progress=_progress(), echo=click.echo)
+    run_demo(out, device=device, progress=progress(), echo=click.echo)
 
 
 @cli.group()
@@ -282,18 +132,18 @@ def ingest():
 @ingest.command("lf")
 @click.argument("src", type=click.Path(path_type=Path))
 @click.argument("store", type=click.Path(path_type=Path))
-@_options(grid_option, origin_option, scale_option, ref_option, *pattern_options)
+@apply_options(grid_option, origin_option, scale_option, ref_option, *pattern_options)
 @click.option("--lr-dir", type=click.Path(path_type=Path), default=None,
               help="Real LR views (hybrid capture); HR is then kept only for the reference.")
 @overwrite_option
-@_verbosity
-@_handle_errors
+@verbosity
+@handle_errors
 def ingest_lf_command(src, store, grid, origin, scale, ref, pattern, index_base, lr_dir, overwrite):
     """Light-field folder (or folder of captures: light-field video) SRC -> STORE (.zarr or .h5)."""
     from lfrefsr.io.ingest import ingest_lf
 
     result = ingest_lf(src, store, grid=grid, origin=origin, scale=scale, ref=ref, lr_dir=lr_dir, pattern=pattern,
-                       index_base=index_base, overwrite=overwrite, progress=_progress())
+                       index_base=index_base, overwrite=overwrite, progress=progress())
     click.echo(f"{result.path}: {result.kind.value} {'x'.join(map(str, result.view_shape))} views of "
                f"{result.shape_hr[0]}x{result.shape_hr[1]}, x{result.scale}")
 
@@ -309,33 +159,18 @@ def ingest_lf_command(src, store, grid, origin, scale, ref, pattern, index_base,
               help="The LR camera's stream of the same frames at 1/scale (video file or frame folder): a hybrid "
                    "video from two streams; its frames replace the protocol's LR frames.")
 @overwrite_option
-@_verbosity
-@_handle_errors
+@verbosity
+@handle_errors
 def ingest_video_command(src, store, scale, keyframe_every, max_frames, lr_src, overwrite):
     """Video file or frame folder SRC -> STORE (.zarr or .h5)."""
     from lfrefsr.io.ingest import ingest_video
 
     result = ingest_video(src, store, scale=scale, keyframe_every=keyframe_every, max_frames=max_frames,
-                          lr=lr_src, overwrite=overwrite, progress=_progress())
+                          lr=lr_src, overwrite=overwrite, progress=progress())
     click.echo(f"{result.path}: video of {result.view_shape[0]} frames of {result.shape_hr[0]}x{result.shape_hr[1]}, "
                f"x{result.scale}")
 
 
-class _Index(click.ParamType):
-    """A view or frame index: "U,V", "T" or "T,U,V"."""
-
-    name = "index"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, tuple):
-            return value
-        try:
-            index = tuple(int(p) for p in str(value).split(","))
-        except ValueError:
-            index = ()
-        if not index or min(index) < 0 or len(index) > 3:
-            self.fail(f"{value!r} is not a view index like 0,1 (light field), 5 (video) or 2,0,1", param, ctx)
-        return index
 
 
 @cli.command()
@@ -344,7 +179,7 @@ class _Index(click.ParamType):
 @click.option("--ref", type=POSITION, default=None, help="Reference view U,V [default: the store's].")
 @click.option("--reference", type=click.Choice(choices(ReferenceMode)), default="previous", show_default=True,
               help="Video: which frame is a frame's reference.")
-@click.option("--views", type=_Index(), multiple=True, help="Only these views/frames (repeatable).")
+@click.option("--views", type=Index(), multiple=True, help="Only these views/frames (repeatable).")
 @click.option("--workers", type=click.IntRange(min=0), default=None,
               help="LocalCluster worker processes [default: one per core]; 0 runs in this process.")
 @click.option("--threads-per-worker", type=click.IntRange(min=1), default=1, show_default=True,
@@ -356,46 +191,41 @@ class _Index(click.ParamType):
 @precision_option
 @variant_option
 @lightfield_option
-@click.option("--psf", type=_DegradationSpec("psf"), default=None,
+@click.option("--psf", type=DegradationSpec("psf"), default=None,
               help="The LR camera's lens: a Gaussian PSF of sigma F LR pixels (gauss:F) [default: the store's "
                    "estimate where its LR views come from a camera, else none].")
 @click.option("--noise", type=click.FloatRange(0, 64), default=None,
               help="The LR camera's noise sigma in 1/255 [default: the store's estimate, as --psf].")
+@option_option
 @overwrite_option
-@_verbosity
-@_handle_errors
+@verbosity
+@handle_errors
 def reconstruct(stores, method, ref, reference, views, workers, threads_per_worker, scheduler, device, weights,
-                precision, variant, lightfield, psf, noise, overwrite):
+                precision, variant, lightfield, psf, noise, extra, overwrite):
     """Super-resolve every non-reference view or frame of STORES, written into each store; reruns resume."""
     from lfrefsr.io.store import Store
     from lfrefsr.pipeline import check_method, plan, run_serial
 
     if len(method) != 1:
         raise click.BadParameter("give one method", param_hint="--method")
-    device = _resolve_device(device, remote=scheduler is not None)
+    device = resolve_device(device, remote=scheduler is not None)
     opened = [Store.open(path) for path in stores]
     tasks = [task for store in opened
              for task in plan(store, reference_mode=ReferenceMode(reference), ref=ref, views=views or None)]
-    options = _method_options(method[0], weights, precision, variant, lightfield)
-    camera = {key: value for key, value in (("psf", psf), ("noise", noise)) if value is not None}
-    if camera:
-        from lfrefsr.methods import method_class
-
-        if not method_class(method[0]).camera:
-            raise click.BadParameter(f"method {method[0]!r} does not model the LR camera",
-                                     param_hint="--psf" if psf is not None else "--noise")
-        options = {**(options or {}), **camera}
+    flags = {"--weights": weights, "--precision": precision, "--lightfield": lightfield, "--psf": psf,
+             "--noise": noise}
+    options = cli_method_options(method, flags, variant, extra)[method[0]]
     for scale in {store.scale for store in opened}:  # fail fast, before any cluster or store change
         check_method(method[0], scale, options)
     if workers == 0 and scheduler is None:
-        summary = run_serial(tasks, method[0], device=device, overwrite=overwrite, progress=_progress(),
+        summary = run_serial(tasks, method[0], device=device, overwrite=overwrite, progress=progress(),
                              method_options=options, threads=threads_per_worker)
     else:
         from lfrefsr.distributed import run_distributed
 
         summary = run_distributed(tasks, method[0], scheduler=scheduler, workers=workers,
                                   threads_per_worker=threads_per_worker, device=device, overwrite=overwrite,
-                                  progress=_progress(), method_options=options)
+                                  progress=progress(), method_options=options)
     click.echo(summary.line())
     for label, reason in summary.failed:
         click.echo(f"lfrefsr: failed: {label}: {reason}", err=True)
@@ -403,58 +233,10 @@ def reconstruct(stores, method, ref, reference, views, workers, threads_per_work
         sys.exit(1)
 
 
-def _resolve_device(device: str, remote: bool = False) -> str:
-    """auto -> cuda when this machine has one; cuda without a GPU is refused unless the work runs remotely."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not remote and not torch.cuda.is_available():
-        raise click.BadParameter("--device cuda, but torch sees no CUDA GPU on this machine", param_hint="--device")
-    return device
 
 
-def _learned(method: str) -> bool:
-    from lfrefsr.methods import method_class
-
-    return method_class(method).learned
 
 
-def _eval_options(methods: list[str], weights, precision: str = "fp32", variant: str | None = None,
-                  lightfield: bool | None = None) -> dict | None:
-    if weights is not None and not any(_learned(m) for m in methods):
-        raise click.BadParameter("none of the methods has weights", param_hint="--weights")
-    for name, value, hint in (("--variant", variant, "--variant"), ("--lightfield/--per-view", lightfield,
-                                                                    "--lightfield")):
-        if value is not None and "refsr" not in methods:
-            raise click.BadParameter(f"{name} applies to refsr, which is not among the methods", param_hint=hint)
-    return {m: _method_options(m, weights if _learned(m) else None, precision,
-                               *((variant, lightfield) if m == "refsr" else (None, None))) for m in methods}
-
-
-def _method_options(method: str, weights, precision: str = "fp32", variant: str | None = None,
-                    lightfield: bool | None = None) -> dict | None:
-    """--weights (the checkpoint of the method's trained network), --precision for learned methods, --variant and
-    --lightfield/--per-view for refsr."""
-    options = {}
-    if weights is not None:
-        if method == "sisr":
-            options["weights"] = str(weights)
-        elif method in ("refsr", "refsr_paper"):
-            options["ssnet_weights"] = str(weights)
-        else:
-            raise click.BadParameter(f"method {method!r} has no weights", param_hint="--weights")
-    if precision != Precision.FP32 and _learned(method):
-        options["precision"] = precision
-    if variant is not None:
-        if method != "refsr":
-            raise click.BadParameter(f"method {method!r} has no variants", param_hint="--variant")
-        options["variant"] = variant
-    if lightfield is not None:
-        if method != "refsr":
-            raise click.BadParameter(f"method {method!r} has no light-field alignment", param_hint="--lightfield")
-        options["lightfield"] = lightfield
-    return options or None
 
 
 @cli.command()
@@ -470,8 +252,8 @@ def _method_options(method: str, weights, precision: str = "fp32", variant: str 
 @click.option("--crf", type=click.IntRange(0, 51), default=18, show_default=True, help="H.264 quality.")
 @click.option("--fps", type=click.FloatRange(min=0.1), default=10.0, show_default=True)
 @overwrite_option
-@_verbosity
-@_handle_errors
+@verbosity
+@handle_errors
 def encode(store, out, what, method, view, time_step, codec, crf, fps, overwrite):
     """Re-encode the results of STORE into OUT with PyAV."""
     from lfrefsr.encode import encode as run_encode
@@ -493,18 +275,19 @@ methods_option = click.option("--methods", type=METHODS, default="bicubic,flowwa
 @eval_group.command("lf")
 @click.argument("src", type=click.Path(path_type=Path))
 @json_option
-@_options(grid_option, origin_option, scale_option, ref_option, methods_option, *pattern_options, device_option,
-          weights_option, precision_option, variant_option, lightfield_option, degrade_option)
-@_verbosity
-@_handle_errors
+@apply_options(grid_option, origin_option, scale_option, ref_option, methods_option, *pattern_options, device_option,
+          weights_option, precision_option, variant_option, lightfield_option, option_option, degrade_option)
+@verbosity
+@handle_errors
 def eval_lf(src, json_path, grid, origin, scale, ref, methods, pattern, index_base, device, weights, precision,
-            variant, lightfield, degrade):
+            variant, lightfield, extra, degrade):
     """Every non-reference view of the light field SRC, super-resolved from the reference view."""
     from lfrefsr.evaluate import evaluate_lf, table, write_json
 
     result = evaluate_lf(src, methods, grid=grid, origin=origin, scale=scale, ref=ref, pattern=pattern,
-                         index_base=index_base, device=device, progress=_progress(), degradation=degrade,
-                         method_options=_eval_options(methods, weights, precision, variant, lightfield))
+                         index_base=index_base, device=device, progress=progress(), degradation=degrade,
+                         method_options=cli_method_options(methods, {"--weights": weights, "--precision": precision,
+                                                                     "--lightfield": lightfield}, variant, extra))
     write_json(result, json_path)
     click.echo(table(result))
 
@@ -512,17 +295,19 @@ def eval_lf(src, json_path, grid, origin, scale, ref, methods, pattern, index_ba
 @eval_group.command("video")
 @click.argument("src", type=click.Path(path_type=Path))
 @json_option
-@_options(scale_option, methods_option, device_option, weights_option, precision_option, variant_option,
-          degrade_option)
+@apply_options(scale_option, methods_option, device_option, weights_option, precision_option, variant_option,
+               option_option, degrade_option)
 @click.option("--max-frames", type=click.IntRange(min=2), default=None, help="Use at most N frames.")
-@_verbosity
-@_handle_errors
-def eval_video(src, json_path, scale, methods, device, weights, precision, variant, degrade, max_frames):
+@verbosity
+@handle_errors
+def eval_video(src, json_path, scale, methods, device, weights, precision, variant, extra, degrade, max_frames):
     """Each frame t >= 1 of SRC super-resolved with HR frame t-1 as reference."""
     from lfrefsr.evaluate import evaluate_video, table, write_json
 
-    result = evaluate_video(src, methods, scale=scale, max_frames=max_frames, device=device, progress=_progress(),
-                            degradation=degrade, method_options=_eval_options(methods, weights, precision, variant))
+    result = evaluate_video(src, methods, scale=scale, max_frames=max_frames, device=device, progress=progress(),
+                            degradation=degrade,
+                            method_options=cli_method_options(methods, {"--weights": weights, "--precision": precision},
+                                                              variant, extra))
     write_json(result, json_path)
     click.echo(table(result))
 
@@ -535,21 +320,21 @@ def eval_video(src, json_path, scale, methods, device, weights, precision, varia
               help="Search +-R HR pixels around each centre.")
 @click.option("--methods", type=MATCHERS, default="ccnet,zncc,zncc_blurry,gradient", show_default=True,
               help="Comma-separated matchers.")
-@click.option("--aggregate", type=click.IntRange(min=1), default=None, callback=_odd,
+@click.option("--aggregate", type=click.IntRange(min=1), default=None, callback=odd_check,
               help="CC-Net: average scores over KxK neighbouring centres per displacement (odd; 1 = the paper's "
                    "per-centre argmax)  [default: 7]", metavar="K")
 @weights_option
 @device_option
 @precision_option
-@_verbosity
-@_handle_errors
+@verbosity
+@handle_errors
 def eval_match(pair_dirs, json_path, scale, search_range, methods, aggregate, weights, device, precision):
     """Cross-scale matching accuracy on PAIR_DIRS (pair folders, or folders of them), pooled and per pair."""
     from lfrefsr.correspondence.evaluate import evaluate_match, table
     from lfrefsr.evaluate import write_json
 
     result = evaluate_match(pair_dirs, methods, scale=scale, search_range=search_range, weights=weights,
-                            device=device, precision=precision, aggregate=aggregate, progress=_progress())
+                            device=device, precision=precision, aggregate=aggregate, progress=progress())
     write_json(result, json_path)
     click.echo(table(result))
 
@@ -562,8 +347,8 @@ def eval_match(pair_dirs, json_path, scale, search_range, methods, aggregate, we
               help="Run folder [default: runs/<config name>].")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many more steps.")
-@_verbosity
-@_handle_errors
+@verbosity
+@handle_errors
 def train(network, config_path, out, resume, max_steps):
     """Train NETWORK from a config; checkpoints every few minutes, --resume continues."""
     from lfrefsr.training.common import load_config
@@ -572,14 +357,14 @@ def train(network, config_path, out, resume, max_steps):
     out = out or Path("runs") / config_path.stem
     from lfrefsr.training import trainer
 
-    trainer(network)(config, out, resume=resume, progress=_progress(), max_steps=max_steps)
+    trainer(network)(config, out, resume=resume, progress=progress(), max_steps=max_steps)
     click.echo(f"run folder: {out}")
 
 
 @cli.command()
 @click.option("--size", type=click.IntRange(min=64), default=512, show_default=True, help="View side in pixels.")
 @click.option("--device", type=click.Choice(choices(Device)), default="auto", show_default=True,
-              callback=_device_check, help="Where models run.")
+              callback=device_check, help="Where models run.")
 @precision_option
 @click.option("--end-to-end/--stages-only", default=True, show_default=True,
               help="Also reconstruct a synthetic GRID x GRID light field with refsr.")
@@ -587,8 +372,8 @@ def train(network, config_path, out, resume, max_steps):
               help="Views per side of the end-to-end light field.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the results as JSON.")
-@_verbosity
-@_handle_errors
+@verbosity
+@handle_errors
 def bench(size, device, precision, end_to_end, grid, json_path):
     """Seconds, FLOPs and GFLOP/s of each refsr stage on one view, beside torch's matmul GFLOP/s."""
     from lfrefsr.bench import run_bench
@@ -602,8 +387,8 @@ def bench(size, device, precision, end_to_end, grid, json_path):
 
 @cli.command()
 @click.argument("store", type=click.Path(path_type=Path))
-@_verbosity
-@_handle_errors
+@verbosity
+@handle_errors
 def info(store):
     """Describe a store: kind, axes, sizes, results and how many views each has done."""
     from lfrefsr.io.store import Store
@@ -623,6 +408,9 @@ def info(store):
     for method in opened.methods():
         settings = "".join(f", {key} {value}" for key, value in opened.result_attrs(method).items())
         click.echo(f"  sr/{method}: {int(opened.done(method).sum())} views done{settings}")
+
+
+cli.add_command(methods_command)
 
 
 def main():

@@ -1,0 +1,3 @@
+from lfrefsr.cli.commands import main
+
+main()
