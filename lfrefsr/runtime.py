@@ -2,13 +2,12 @@
 
 glibc's malloc serves every block above its mmap threshold (at most 32 MiB) with fresh pages from ``mmap`` and
 unmaps them again on ``free``. A 512x512 view's SS-Net activations are 32-64 MiB each (32-64 channels, float32), so
-every layer's output came from new pages, and the first write to each 4 KiB page is a page fault: on this 2-core
-machine an out-of-place ReLU over 64 MiB took 19 ms, 4 ms once the memory was reused, and SS-Net on a 512x512 view
-went from 0.259 s to 0.146 s. This raises the mmap threshold to 66 MiB, so blocks up to that size come from the
-heap, and the trim threshold to 512 MiB, so freed heap memory stays mapped for the next view. Larger blocks (a big
-reference's feature map) still go back to the OS when freed: higher thresholds were no faster and raised CC-Net's
-peak at 2048x2048 in bf16 (3.51 GiB untuned; 3.76 GiB at 66 MiB, 4.29 GiB at 160 MiB, before its strips were sized
-by width). Where glibc refuses that threshold, mmap is turned off for malloc instead (``M_MMAP_MAX = 0``).
+every layer's output came from new pages, and the first write to each 4 KiB page is a page fault, which cost more
+than the layer itself. This raises the mmap threshold to 66 MiB, so blocks up to that size come from the heap, and
+the trim threshold to 512 MiB, so freed heap memory stays mapped for the next view. Larger blocks (a big reference's
+feature map) still go back to the OS when freed: higher thresholds were no faster and raised CC-Net's peak memory.
+Where glibc refuses that threshold, mmap is turned off for malloc instead (``M_MMAP_MAX = 0``). The figures and the
+command that measures them: ``benchmarks/README.md``, "Process runtime settings".
 
 Linux with glibc only; elsewhere, or with ``LFREFSR_MALLOC=system`` in the environment, nothing changes. It is a
 process-wide setting, so the entry points apply it, never a library constructor: the CLI (its own process), the dask
