@@ -146,7 +146,13 @@ def train_ccnet(config: dict, out: str | Path, *, resume: bool = False, progress
                       export=lambda path, **meta: export_weights(model, config, path, **meta))
 
 
+def weights_record(config: dict) -> dict:
+    """What the weights file records of ``config`` besides the tensors and ``meta`` (tests/test_recipes.py checks a
+    shipped file's record against its recipe)."""
+    return {"model_config": config["model"], "reference_input": config.get("reference_input", "hr")}
+
+
 def export_weights(model, config: dict, path: Path, **meta) -> None:
     """The shippable file: model config + state dict + provenance, loadable with ``weights_only=True``."""
-    save_checkpoint(path, model_config=config["model"], reference_input=config.get("reference_input", "hr"),
-                    state_dict=model.state_dict(), meta={k: float(v) for k, v in meta.items()})
+    save_checkpoint(path, **weights_record(config), state_dict=model.state_dict(),
+                    meta={k: float(v) for k, v in meta.items()})

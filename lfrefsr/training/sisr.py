@@ -36,6 +36,11 @@ def random_crops(rng: np.random.Generator, photos: list[torch.Tensor], count: in
     return torch.stack(crops).clamp(0, 1)
 
 
+def weights_record(config: dict) -> dict:
+    """What the weights file records of ``config`` besides the tensors and ``meta``."""
+    return {"model_config": config["model"]}
+
+
 def train_sisr(config: dict, out: str | Path, *, resume: bool = False, progress: bool = True,
                max_steps: int | None = None) -> Path:
     train_cfg = config["train"]
@@ -56,7 +61,7 @@ def train_sisr(config: dict, out: str | Path, *, resume: bool = False, progress:
         return loss, {"psnr": float(10 * torch.log10(1 / mse))}
 
     def export(path, **meta):
-        save_checkpoint(path, model_config=config["model"], state_dict=model.state_dict(),
+        save_checkpoint(path, **weights_record(config), state_dict=model.state_dict(),
                         meta={k: float(v) for k, v in meta.items()})
 
     return train_loop(config, out, model, step, name="sisr", resume=resume, progress=progress,
