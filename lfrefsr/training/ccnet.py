@@ -22,8 +22,7 @@ import torch.nn.functional as F
 from lfrefsr import protocol
 from lfrefsr.capability import effective_precision
 from lfrefsr.correspondence.inputs import lr_input, ref_input
-from lfrefsr.models import build_model
-from lfrefsr.training.common import save_checkpoint, train_loop
+from lfrefsr.training.common import initial_model, save_checkpoint, train_loop
 from lfrefsr.training.pairs import Pair, PairConfig, load_training_photos, sample_pair
 
 log = logging.getLogger("lfrefsr.train")
@@ -125,7 +124,7 @@ def train_ccnet(config: dict, out: str | Path, *, resume: bool = False, progress
     """Train from ``config`` into ``out`` (``last.pt`` checkpoints, ``log.csv``, ``weights.pt`` at the end)."""
     train_cfg = config["train"]
     pair_cfg = PairConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["pairs"].items()})
-    model = build_model(config["model"])
+    model = initial_model(config)
     if config.get("init"):  # fine-tuning: start from a weights file of the same architecture
         from lfrefsr.weights import load_file
 

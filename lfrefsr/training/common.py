@@ -51,6 +51,15 @@ def seed_everything(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
+def initial_model(config: dict) -> torch.nn.Module:
+    """The network of ``config["model"]``, its initial weights drawn from ``train.seed``: unseeded, two runs of one
+    recipe started from different weights (train_loop seeds again, so the data stream is unchanged)."""
+    from lfrefsr.models import build_model
+
+    torch.manual_seed(int(config["train"].get("seed", 0)))
+    return build_model(config["model"])
+
+
 def save_checkpoint(path: Path, **state) -> None:
     """Atomic: a killed run leaves the previous checkpoint intact."""
     with atomic_path(path) as tmp:

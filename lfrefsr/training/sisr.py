@@ -14,8 +14,7 @@ import torch.nn.functional as F
 
 from lfrefsr import protocol
 from lfrefsr.capability import effective_precision
-from lfrefsr.models import build_model
-from lfrefsr.training.common import save_checkpoint, train_loop
+from lfrefsr.training.common import initial_model, save_checkpoint, train_loop
 from lfrefsr.training.pairs import load_training_photos
 
 
@@ -44,7 +43,7 @@ def weights_record(config: dict) -> dict:
 def train_sisr(config: dict, out: str | Path, *, resume: bool = False, progress: bool = True,
                max_steps: int | None = None) -> Path:
     train_cfg = config["train"]
-    model = build_model(config["model"])
+    model = initial_model(config)
     scale = int(config["model"]["scale"])
     photos = load_training_photos([p for p in config["photos"] if p == "skimage" or Path(p).is_dir()])
     patch, batch = int(train_cfg["patch"]), int(train_cfg["batch"])

@@ -18,10 +18,9 @@ from lfrefsr.capability import effective_precision
 from lfrefsr.correspondence.matchers import get_matcher
 from lfrefsr.methods.flowwarp import FlowWarp
 from lfrefsr.methods.refsr import flow_guide
-from lfrefsr.models import build_model
 from lfrefsr.synthesis import dense_flow
 from lfrefsr.training.ccnet import degrade
-from lfrefsr.training.common import save_checkpoint, train_loop
+from lfrefsr.training.common import initial_model, save_checkpoint, train_loop
 from lfrefsr.training.pairs import PairConfig, load_training_photos, sample_pair
 from lfrefsr.warp import warp
 
@@ -142,7 +141,7 @@ def weights_record(config: dict) -> dict:
 def train_ssnet(config: dict, out: str | Path, *, resume: bool = False, progress: bool = True,
                 max_steps: int | None = None) -> Path:
     train_cfg = config["train"]
-    model = build_model(config["model"])
+    model = initial_model(config)
     if config.get("init"):  # fine-tuning: start from a weights file of the same architecture
         from lfrefsr.weights import load_file
 
