@@ -22,8 +22,7 @@ import torch.nn.functional as F
 from lfrefsr import protocol
 from lfrefsr.capability import effective_precision
 from lfrefsr.correspondence.inputs import lr_input, ref_input
-from lfrefsr.models import build_model
-from lfrefsr.training.common import save_checkpoint, train_loop
+from lfrefsr.training.common import initial_model, save_checkpoint, train_loop
 from lfrefsr.training.pairs import Pair, PairConfig, load_training_photos, sample_pair
 
 log = logging.getLogger("lfrefsr.train")
@@ -125,7 +124,7 @@ def train_ccnet(config: dict, out: str | Path, *, resume: bool = False, progress
     """Train from ``config`` into ``out`` (``last.pt`` checkpoints, ``log.csv``, ``weights.pt`` at the end)."""
     train_cfg = config["train"]
     pair_cfg = PairConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["pairs"].items()})
-    model = build_model(config["model"])
+    model = initial_model(config)
     if config.get("init"):  # fine-tuning: start from a weights file of the same architecture
         from lfrefsr.weights import load_file
 
@@ -146,7 +145,13 @@ def train_ccnet(config: dict, out: str | Path, *, resume: bool = False, progress
                       export=lambda path, **meta: export_weights(model, config, path, **meta))
 
 
+def weights_record(config: dict) -> dict:
+    """What the weights file records of ``config`` besides the tensors and ``meta`` (tests/test_recipes.py checks a
+    shipped file's record against its recipe)."""
+    return {"model_config": config["model"], "reference_input": config.get("reference_input", "hr")}
+
+
 def export_weights(model, config: dict, path: Path, **meta) -> None:
     """The shippable file: model config + state dict + provenance, loadable with ``weights_only=True``."""
-    save_checkpoint(path, model_config=config["model"], reference_input=config.get("reference_input", "hr"),
-                    state_dict=model.state_dict(), meta={k: float(v) for k, v in meta.items()})
+    save_checkpoint(path, **weights_record(config), state_dict=model.state_dict(),
+                    meta={k: float(v) for k, v in meta.items()})

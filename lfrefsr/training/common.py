@@ -6,6 +6,7 @@ import csv
 import hashlib
 import io
 import json
+import logging
 import random
 import time
 from pathlib import Path
@@ -16,6 +17,8 @@ import yaml
 
 from lfrefsr.errors import InputError
 from lfrefsr.io.atomic import atomic_path
+
+log = logging.getLogger("lfrefsr.train")
 
 
 def load_config(path: str | Path) -> dict:
@@ -46,6 +49,15 @@ def seed_everything(seed: int) -> np.random.Generator:
     random.seed(seed)
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
+
+
+def initial_model(config: dict) -> torch.nn.Module:
+    """The network of ``config["model"]``, its initial weights drawn from ``train.seed``: unseeded, two runs of one
+    recipe started from different weights (train_loop seeds again, so the data stream is unchanged)."""
+    from lfrefsr.models import build_model
+
+    torch.manual_seed(int(config["train"].get("seed", 0)))
+    return build_model(config["model"])
 
 
 def save_checkpoint(path: Path, **state) -> None:
@@ -113,6 +125,47 @@ def state_dict_bytes(model: torch.nn.Module) -> bytes:
     return buffer.getvalue()
 
 
+def _optimiser(model: torch.nn.Module, parameters, train_cfg: dict):
+    """Adam at ``lr``, decayed exponentially to ``lr_final`` over ``steps``: (optimiser, schedule)."""
+    optimizer = torch.optim.Adam(parameters if parameters is not None else model.parameters(),
+                                 lr=float(train_cfg["lr"]))
+    steps = int(train_cfg["steps"])
+    decay = float(train_cfg.get("lr_final", train_cfg["lr"])) / float(train_cfg["lr"])
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: decay ** (k / max(steps, 1)))
+    return optimizer, scheduler
+
+
+def _resume(checkpoint: Path, model, optimizer, scheduler, name: str) -> tuple[int, float, np.random.Generator]:
+    """Restores the model, optimiser, schedule and torch RNG saved in ``checkpoint``; (step, seconds trained, the
+    data generator) to continue from."""
+    state = load_checkpoint(checkpoint)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    torch.set_rng_state(state["torch_rng"])
+    log.info("resumed %s at step %d (%.0f s trained)", name, int(state["step"]), float(state["elapsed"]))
+    return int(state["step"]), float(state["elapsed"]), restore_rng(state["rng"])
+
+
+class _StepLog:
+    """``log.csv``: each field's mean over the steps since the last row, a row every ``log_every`` steps and at the
+    last step of the run; the progress bar shows the loss of each row."""
+
+    def __init__(self, out: Path, train_cfg: dict):
+        self.fields = list(train_cfg.get("log_fields", ["loss", "acc0", "acc1", "n"]))
+        self.every = int(train_cfg.get("log_every", 25))
+        self.file = CsvLog(out / "log.csv", ["step", "seconds", *self.fields, "lr"])
+        self.running: list[dict] = []
+
+    def add(self, step: int, stop: int, elapsed: float, lr: float, loss: torch.Tensor, stats: dict, bar) -> None:
+        self.running.append({"loss": float(loss.detach()), **stats})
+        if step % self.every == 0 or step == stop:
+            means = {f: float(np.mean([r[f] for r in self.running if f in r])) for f in self.fields}
+            self.file.write(step=step, seconds=round(elapsed, 1), lr=lr, **{k: round(v, 5) for k, v in means.items()})
+            bar.set_postfix(loss=f"{means['loss']:.4f}")
+            self.running = []
+
+
 def train_loop(config: dict, out, model: torch.nn.Module, step_fn, *, name: str, resume: bool = False,
                progress: bool = True, max_steps: int | None = None, export=None, parameters=None) -> Path:
     """The loop every network shares: Adam with exponential decay from ``lr`` to ``lr_final``, a checkpoint every
@@ -121,33 +174,19 @@ def train_loop(config: dict, out, model: torch.nn.Module, step_fn, *, name: str,
 
     ``step_fn(rng) -> (loss, stats)`` draws its own data; stats hold ``acc0``/``acc1``/``n`` or any numbers.
     """
-    import logging
-
     from tqdm.auto import tqdm
 
-    log = logging.getLogger("lfrefsr.train")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     train_cfg = config["train"]
     torch.set_num_threads(int(train_cfg.get("threads", torch.get_num_threads())))
     rng = seed_everything(int(train_cfg.get("seed", 0)))
-    optimizer = torch.optim.Adam(parameters if parameters is not None else model.parameters(),
-                                 lr=float(train_cfg["lr"]))
-    steps = int(train_cfg["steps"])
-    decay = float(train_cfg.get("lr_final", train_cfg["lr"])) / float(train_cfg["lr"])
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda k: decay ** (k / max(steps, 1)))
-    step, elapsed = 0, 0.0
+    optimizer, scheduler = _optimiser(model, parameters, train_cfg)
+    steps, step, elapsed = int(train_cfg["steps"]), 0, 0.0
     checkpoint = out / "last.pt"
     if resume and checkpoint.exists():
-        state = load_checkpoint(checkpoint)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        step, elapsed, rng = int(state["step"]), float(state["elapsed"]), restore_rng(state["rng"])
-        torch.set_rng_state(state["torch_rng"])
-        log.info("resumed %s at step %d (%.0f s trained)", name, step, elapsed)
-    fields = list(train_cfg.get("log_fields", ["loss", "acc0", "acc1", "n"]))
-    log_file = CsvLog(out / "log.csv", ["step", "seconds", *fields, "lr"])
+        step, elapsed, rng = _resume(checkpoint, model, optimizer, scheduler, name)
+    step_log = _StepLog(out, train_cfg)
     clock = Clock(float(train_cfg.get("checkpoint_minutes", 3)))
 
     def save():
@@ -158,7 +197,6 @@ def train_loop(config: dict, out, model: torch.nn.Module, step_fn, *, name: str,
     stop = steps if max_steps is None else min(steps, step + max_steps)
     model.train()
     bar = tqdm(total=stop, initial=step, desc=name, unit="step", disable=not progress)
-    running: list[dict] = []
     while step < stop:
         started = time.perf_counter()
         loss, stats = step_fn(rng)
@@ -168,13 +206,7 @@ def train_loop(config: dict, out, model: torch.nn.Module, step_fn, *, name: str,
         scheduler.step()
         step += 1
         elapsed += time.perf_counter() - started
-        running.append({"loss": float(loss.detach()), **stats})
-        if step % int(train_cfg.get("log_every", 25)) == 0 or step == stop:
-            means = {f: float(np.mean([r[f] for r in running if f in r])) for f in fields}
-            log_file.write(step=step, seconds=round(elapsed, 1), lr=scheduler.get_last_lr()[0],
-                           **{k: round(v, 5) for k, v in means.items()})
-            bar.set_postfix(loss=f"{means['loss']:.4f}")
-            running = []
+        step_log.add(step, stop, elapsed, scheduler.get_last_lr()[0], loss, stats, bar)
         if clock.due():
             save()
         bar.update(1)

@@ -14,8 +14,7 @@ import torch.nn.functional as F
 
 from lfrefsr import protocol
 from lfrefsr.capability import effective_precision
-from lfrefsr.models import build_model
-from lfrefsr.training.common import save_checkpoint, train_loop
+from lfrefsr.training.common import initial_model, save_checkpoint, train_loop
 from lfrefsr.training.pairs import load_training_photos
 
 
@@ -36,10 +35,15 @@ def random_crops(rng: np.random.Generator, photos: list[torch.Tensor], count: in
     return torch.stack(crops).clamp(0, 1)
 
 
+def weights_record(config: dict) -> dict:
+    """What the weights file records of ``config`` besides the tensors and ``meta``."""
+    return {"model_config": config["model"]}
+
+
 def train_sisr(config: dict, out: str | Path, *, resume: bool = False, progress: bool = True,
                max_steps: int | None = None) -> Path:
     train_cfg = config["train"]
-    model = build_model(config["model"])
+    model = initial_model(config)
     scale = int(config["model"]["scale"])
     photos = load_training_photos([p for p in config["photos"] if p == "skimage" or Path(p).is_dir()])
     patch, batch = int(train_cfg["patch"]), int(train_cfg["batch"])
@@ -56,7 +60,7 @@ def train_sisr(config: dict, out: str | Path, *, resume: bool = False, progress:
         return loss, {"psnr": float(10 * torch.log10(1 / mse))}
 
     def export(path, **meta):
-        save_checkpoint(path, model_config=config["model"], state_dict=model.state_dict(),
+        save_checkpoint(path, **weights_record(config), state_dict=model.state_dict(),
                         meta={k: float(v) for k, v in meta.items()})
 
     return train_loop(config, out, model, step, name="sisr", resume=resume, progress=progress,

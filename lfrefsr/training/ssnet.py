@@ -18,10 +18,9 @@ from lfrefsr.capability import effective_precision
 from lfrefsr.correspondence.matchers import get_matcher
 from lfrefsr.methods.flowwarp import FlowWarp
 from lfrefsr.methods.refsr import flow_guide
-from lfrefsr.models import build_model
 from lfrefsr.synthesis import dense_flow
 from lfrefsr.training.ccnet import degrade
-from lfrefsr.training.common import save_checkpoint, train_loop
+from lfrefsr.training.common import initial_model, save_checkpoint, train_loop
 from lfrefsr.training.pairs import PairConfig, load_training_photos, sample_pair
 from lfrefsr.warp import warp
 
@@ -132,10 +131,17 @@ class PairPool:
         return torch.stack(lr_features), torch.stack(refs), torch.stack(bases), torch.stack(hrs)
 
 
+def weights_record(config: dict) -> dict:
+    """What the weights file records of ``config`` besides the tensors and ``meta``: the model and how refsr must
+    prepare its inputs (``synthesis``)."""
+    return {"model_config": config["model"],
+            "synthesis": {k: config[k] for k in ("alignment", "ref_patches", "blend") if k in config}}
+
+
 def train_ssnet(config: dict, out: str | Path, *, resume: bool = False, progress: bool = True,
                 max_steps: int | None = None) -> Path:
     train_cfg = config["train"]
-    model = build_model(config["model"])
+    model = initial_model(config)
     if config.get("init"):  # fine-tuning: start from a weights file of the same architecture
         from lfrefsr.weights import load_file
 
@@ -164,8 +170,7 @@ def train_ssnet(config: dict, out: str | Path, *, resume: bool = False, progress
         return loss, {"psnr": float(psnr), "gain": float(psnr - psnr_base)}
 
     def export(path, **meta):
-        save_checkpoint(path, model_config=config["model"], state_dict=model.state_dict(),
-                        synthesis={k: config[k] for k in ("alignment", "ref_patches", "blend") if k in config},
+        save_checkpoint(path, **weights_record(config), state_dict=model.state_dict(),
                         meta={k: float(v) for k, v in meta.items()})
 
     return train_loop(config, out, model, step, name="ssnet", resume=resume, progress=progress,
