@@ -113,15 +113,22 @@ def evaluate_lf(src, methods, *, grid=None, origin=(0, 0), scale=8, ref=(0, 0), 
 
 
 def evaluate_video(src, methods, *, scale=8, max_frames=None, device="cpu", progress=True,
-                   method_options=None, degradation: Degradation | None = None) -> dict:
-    """Each frame t >= 1 super-resolved with HR frame t-1 as its reference; ``degradation`` as ``evaluate_lf``."""
+                   method_options=None, degradation: Degradation | None = None,
+                   keyframe_every: int | None = None) -> dict:
+    """Each frame t >= 1 super-resolved with HR frame t-1 as its reference; with ``keyframe_every`` K, each frame
+    that is not a multiple of K from the latest multiple of K (a hybrid camera's HR keyframe, up to K-1 frames of
+    motion away); ``degradation`` as ``evaluate_lf``."""
     with tempfile.TemporaryDirectory(prefix="lfrefsr-eval-") as tmp:
         store = ingest_video(src, Path(tmp) / "eval.zarr", scale=scale, max_frames=max_frames, progress=progress)
         store, estimate = degrade_store(store, degradation)
-        tasks = plan(store, reference_mode=ReferenceMode.PREVIOUS)
+        if keyframe_every is None:
+            tasks = plan(store, reference_mode=ReferenceMode.PREVIOUS)
+        else:
+            tasks = plan(store, reference_mode=ReferenceMode.KEYFRAME, keyframe_every=keyframe_every)
         results = evaluate_store(store, methods, tasks, device=device, progress=progress, method_options=method_options)
+    keyframes = {} if keyframe_every is None else {"keyframe_every": keyframe_every}
     return _degraded({"kind": "video", "src": str(src), "scale": scale, "frames": store.view_shape[0],
-                      "shape_hr": list(store.shape_hr), "methods": results}, degradation, estimate)
+                      "shape_hr": list(store.shape_hr), **keyframes, "methods": results}, degradation, estimate)
 
 
 def write_json(result: dict, path) -> None:

@@ -46,12 +46,18 @@ def plan(
     reference_mode: ReferenceMode = ReferenceMode.PREVIOUS,
     ref: tuple[int, int] | None = None,
     views: Iterable[tuple[int, ...]] | None = None,
+    keyframe_every: int | None = None,
 ) -> list[Task]:
-    """Every non-reference view (light field, per time step for light-field video) or frame t >= 1 (video)."""
+    """Every non-reference view (light field, per time step for light-field video) or frame t >= 1 (video).
+    ``keyframe_every`` (video, ``keyframe`` mode): only every K-th frame counts as an HR keyframe, though the store
+    knows the HR of others (evaluation: scores need every frame's HR)."""
     tasks = []
     if store.kind == Kind.VIDEO:
+        def keyframe(s: int) -> bool:
+            return bool(store.hr_known[s]) and (keyframe_every is None or s % keyframe_every == 0)
+
         for (t,) in store.views():
-            if t == 0 or (reference_mode != ReferenceMode.PREVIOUS and store.hr_known[t]):
+            if t == 0 or (reference_mode != ReferenceMode.PREVIOUS and keyframe(t)):
                 continue  # frame 0 has no earlier frame; with keyframes, a keyframe is its own HR
             if reference_mode == ReferenceMode.PREVIOUS_SR:
                 if not store.hr_known[0]:
@@ -66,7 +72,7 @@ def plan(
                         f"frame {reference} has no HR (keyframes only): use --reference keyframe", store.path
                     )
             else:
-                known = [s for s in range(t) if store.hr_known[s]]
+                known = [s for s in range(t) if keyframe(s)]
                 if not known:
                     raise InputError(f"no HR keyframe before frame {t}", store.path)
                 reference = known[-1]

@@ -402,6 +402,16 @@ def test_eval_video_json(frames_dir, out_dir):
     _check_method_entry(data["methods"]["bicubic"], "frame", list(range(1, VIDEO_FRAMES)))
 
 
+def test_eval_video_with_keyframes_scores_the_in_between_frames_from_the_latest_keyframe(frames_dir, out_dir):
+    json_path = out_dir / "eval.json"
+    _ok(run_cli(["eval", "video", frames_dir, "--json", json_path, "--methods", "flowwarp", "--keyframe-every", "2",
+                 "-q"]))
+    data = json.loads(json_path.read_text())
+    assert data["keyframe_every"] == 2
+    in_between = [t for t in range(1, VIDEO_FRAMES) if t % 2]
+    _check_method_entry(data["methods"]["flowwarp"], "frame", in_between)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Usage errors
 # ---------------------------------------------------------------------------------------------------------------

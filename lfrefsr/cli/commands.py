@@ -298,14 +298,18 @@ def eval_lf(src, json_path, grid, origin, scale, ref, methods, pattern, index_ba
 @apply_options(scale_option, methods_option, device_option, weights_option, precision_option, variant_option,
                option_option, degrade_option)
 @click.option("--max-frames", type=click.IntRange(min=2), default=None, help="Use at most N frames.")
+@click.option("--keyframe-every", type=click.IntRange(min=2), default=None, metavar="K",
+              help="A hybrid camera's HR keyframes: frames 0, K, 2K, ... are the references, and every other frame "
+                   "is super-resolved from the latest of them (scored on the in-between frames).")
 @verbosity
 @handle_errors
-def eval_video(src, json_path, scale, methods, device, weights, precision, variant, extra, degrade, max_frames):
-    """Each frame t >= 1 of SRC super-resolved with HR frame t-1 as reference."""
+def eval_video(src, json_path, scale, methods, device, weights, precision, variant, extra, degrade, max_frames,
+               keyframe_every):
+    """Each frame t >= 1 of SRC super-resolved with HR frame t-1 as reference (or the latest HR keyframe)."""
     from lfrefsr.evaluate import evaluate_video, table, write_json
 
     result = evaluate_video(src, methods, scale=scale, max_frames=max_frames, device=device, progress=progress(),
-                            degradation=degrade,
+                            degradation=degrade, keyframe_every=keyframe_every,
                             method_options=cli_method_options(methods, {"--weights": weights, "--precision": precision},
                                                               variant, extra))
     write_json(result, json_path)
