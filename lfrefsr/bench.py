@@ -3,8 +3,9 @@ GFLOP/s measured in the same run, end-to-end views/s on an 8x8 light field, and 
 
 FLOPs are counted from the operators' shapes (``torch.utils.flop_counter``: convolutions and matrix products).
 Networks are the shipped ones. ``--precision bf16`` and the bfloat16 matmul reference run only where the device has
-native bfloat16 (``lfrefsr.capability``): elsewhere torch emulates it ~70x slower than float32, so the report says
-"bf16: not native on this CPU", the stages run in float32, and the JSON records the precision that ran.
+native bfloat16 (``lfrefsr.capability``): elsewhere torch emulates it, many times slower than float32
+(benchmarks/README.md, "Kernels and engine"), so the report says "bf16: not native on this CPU", the stages run in
+float32, and the JSON records the precision that ran.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def matmul_gflops(dtype=torch.float32, device="cpu", repeats: int = 10, trials: 
     ``trials`` timings of ``repeats`` products, the typical rate as the stages' timings are typical rates.
 
     The product's 32 MiB output lands above glibc's default mmap threshold, so without ``keep_freed_memory`` every
-    product page-faults a fresh output: on this 2-core CPU the reading is then 180-220 GFLOP/s in float32, and
-    310-380 with it (``run_bench`` sets it first, as the CLI does)."""
+    product page-faults a fresh output and the reading drops well below what the stages see (benchmarks/README.md,
+    "Kernels and engine"); ``run_bench`` sets it first, as the CLI does."""
     a = torch.randn(1024, 256, dtype=dtype, device=device)
     b = torch.randn(256, 8192, dtype=dtype, device=device)
     for _ in range(3):
