@@ -147,9 +147,9 @@ def _autocast(device: str, precision: str):
 
 
 def _stages(size: int, device: str, precision: str, grid: int, scale: int = 8):
-    """The stages in the report's order, (name, fn) each, over shared state: refsr's four on a video frame (the
-    first four: a video frame's time), the light field's two (disparity once for ``grid`` x ``grid`` views, then per
-    view), the paper's six. -> (stages, the light field's LR view count)."""
+    """The stages in the report's order as (name, fn), sharing one state: refsr's four on a pair of video frames
+    (together a video frame's time), the light field's two (its disparity once, then per view), the paper's six.
+    -> (stages, the light field's LR view count)."""
     from lfrefsr import protocol
     from lfrefsr.data.synthetic import make_video
     from lfrefsr.methods.flowwarp import FlowWarp
@@ -169,6 +169,7 @@ def _stages(size: int, device: str, precision: str, grid: int, scale: int = 8):
 
 
 def _refsr_stages(nets, flowwarp, state, ref, lr, device, precision, scale):
+    """refsr's default variant on the pair: alignment, SISR features, SS-Net on the whole image, back-projection."""
     from lfrefsr.methods.flowwarp import back_project
     from lfrefsr.methods.refsr import flow_guide
     from lfrefsr.synthesis import synthesize_image
@@ -222,6 +223,7 @@ def _lightfield_stages(flowwarp, state, size, device, grid, scale):
 
 
 def _paper_stages(nets, state, ref, lr, device, precision, scale):
+    """The paper's variant on the pair: CC-Net features and matching (2-D and epipolar), SISR base, SS-Net patches."""
     from lfrefsr.correspondence.engine import match
     from lfrefsr.correspondence.matchers import CCNetMatcher
     from lfrefsr.synthesis import synthesize
