@@ -3,8 +3,9 @@ GFLOP/s measured in the same run, end-to-end views/s on an 8x8 light field, and 
 
 FLOPs are counted from the operators' shapes (``torch.utils.flop_counter``: convolutions and matrix products).
 Networks are the shipped ones. ``--precision bf16`` and the bfloat16 matmul reference run only where the device has
-native bfloat16 (``lfrefsr.capability``): elsewhere torch emulates it ~70x slower than float32, so the report says
-"bf16: not native on this CPU", the stages run in float32, and the JSON records the precision that ran.
+native bfloat16 (``lfrefsr.capability``): elsewhere torch emulates it, many times slower than float32
+(benchmarks/README.md, "Kernels and engine"), so the report says "bf16: not native on this CPU", the stages run in
+float32, and the JSON records the precision that ran.
 """
 
 from __future__ import annotations
@@ -49,8 +50,8 @@ def matmul_gflops(dtype=torch.float32, device="cpu", repeats: int = 10, trials: 
     ``trials`` timings of ``repeats`` products, the typical rate as the stages' timings are typical rates.
 
     The product's 32 MiB output lands above glibc's default mmap threshold, so without ``keep_freed_memory`` every
-    product page-faults a fresh output: on this 2-core CPU the reading is then 180-220 GFLOP/s in float32, and
-    310-380 with it (``run_bench`` sets it first, as the CLI does)."""
+    product page-faults a fresh output and the reading drops well below what the stages see (benchmarks/README.md,
+    "Kernels and engine"); ``run_bench`` sets it first, as the CLI does."""
     a = torch.randn(1024, 256, dtype=dtype, device=device)
     b = torch.randn(256, 8192, dtype=dtype, device=device)
     for _ in range(3):
@@ -113,26 +114,47 @@ def measure(fn, device: str, repeats: int = 2) -> tuple[float, float]:
 
 def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", end_to_end: bool = True,
               grid: int = 8, echo=print) -> dict:
-    from lfrefsr import protocol
-    from lfrefsr.correspondence.engine import match
-    from lfrefsr.correspondence.matchers import CCNetMatcher
-    from lfrefsr.data.synthetic import LayeredScene, make_video
-    from lfrefsr.lightfield import disparity_hypotheses, estimate_disparity, view_flow
-    from lfrefsr.methods.flowwarp import FlowWarp, back_project, select_flow
-    from lfrefsr.methods.refsr import flow_guide
     from lfrefsr.runtime import keep_freed_memory
-    from lfrefsr.synthesis import synthesize, synthesize_image
 
     keep_freed_memory()  # the networks below run outside any Method, as under the CLI
 
-    scale = 8
     bf16_missing = capability.bf16_missing(device)
     requested, precision = precision, capability.effective_precision(precision, device)
+    stages, lf_views = _stages(size, device, precision, grid)
+    kind = "GPU" if torch.device(device).type == "cuda" else "CPU"
+    results = {"size": size, "device": device, "precision": precision, "precision_requested": requested,
+               "threads": torch.get_num_threads(), "isa": capability.cpu().isa,
+               "bf16": "native" if bf16_missing is None else NOT_NATIVE.format(kind),
+               "matmul_gflops_fp32": matmul_gflops(torch.float32, device),
+               "matmul_gflops_bf16": matmul_gflops(torch.bfloat16, device) if bf16_missing is None else None,
+               "stages": {}}
+    for name, fn in stages:
+        seconds, flops = measure(fn, device)
+        results["stages"][name] = {"seconds": seconds, "gflop": flops / 1e9,
+                                   "gflops_per_s": flops / seconds / 1e9 if seconds else 0.0}
+    seconds = [results["stages"][name]["seconds"] for name, _ in stages[:6]]
+    results["refsr_seconds_per_view"] = sum(seconds[:4])  # a video frame
+    results["refsr_seconds_per_view_lightfield"] = sum(seconds[:4]) + seconds[5] + seconds[4] / lf_views
+    if end_to_end:
+        results["end_to_end"] = _end_to_end(grid, size, device, precision)
+    results["peak_rss_gib"] = peak_rss_gib()
+    echo(table(results))
+    return results
 
-    def autocast():
-        return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
 
-    ccnet, sisr, ssnet, ssnet_paper = (_network(name, device) for name in ("ccnet", "sisr", "ssnet", "ssnet_paper"))
+def _autocast(device: str, precision: str):
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def _stages(size: int, device: str, precision: str, grid: int, scale: int = 8):
+    """The stages in the report's order as (name, fn), sharing one state: refsr's four on a pair of video frames
+    (together a video frame's time), the light field's two (its disparity once, then per view), the paper's six.
+    -> (stages, the light field's LR view count)."""
+    from lfrefsr import protocol
+    from lfrefsr.data.synthetic import make_video
+    from lfrefsr.methods.flowwarp import FlowWarp
+
+    nets = {name: _network(name, device) for name in ("ccnet", "sisr", "ssnet", "ssnet_paper")}
     flowwarp = FlowWarp(scale, device)
     torch.manual_seed(0)
     # a real-looking pair (DIS flow's cost depends on the content): two frames of a synthetic layered video
@@ -140,24 +162,48 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
     ref = frames[0][None].to(device)
     lr = protocol.stored_lr(frames[1], scale)[None].to(device)
     state: dict = {"context": flowwarp.prepare(ref[0])}
+    refsr = _refsr_stages(nets, flowwarp, state, ref, lr, device, precision, scale)
+    lightfield, lf_views = _lightfield_stages(flowwarp, state, size, device, grid, scale)
+    paper = _paper_stages(nets, state, ref, lr, device, precision, scale)
+    return [*refsr, *lightfield, *paper], lf_views
+
+
+def _refsr_stages(nets, flowwarp, state, ref, lr, device, precision, scale):
+    """refsr's default variant on the pair: alignment, SISR features, SS-Net on the whole image, back-projection."""
+    from lfrefsr.methods.flowwarp import back_project
+    from lfrefsr.methods.refsr import flow_guide
+    from lfrefsr.synthesis import synthesize_image
 
     def alignment():
         state["aligned"] = flowwarp.align(lr[0], state["context"])
 
     def sisr_features():
-        with autocast():
-            state["lr_features"] = sisr.features(lr)[0]
+        with _autocast(device, precision):
+            state["lr_features"] = nets["sisr"].features(lr)[0]
 
     def ssnet_image():
         aligned = state["aligned"]
-        with autocast():
-            state["sr"] = synthesize_image(ssnet, state["lr_features"], flow_guide(aligned), aligned["result"][0],
-                                           scale=scale)[0]
+        with _autocast(device, precision):
+            state["sr"] = synthesize_image(nets["ssnet"], state["lr_features"], flow_guide(aligned),
+                                           aligned["result"][0], scale=scale)[0]
 
     def final_back_projection():
         back_project(state["sr"][None], lr, scale, 10)
 
-    # a light field: the reference's disparity from all 63 LR views, then each view's flows from it and the selection
+    return [("refsr: alignment (DIS flow, warp, trust, back-projection)", alignment),
+            ("refsr: sisr LR features", sisr_features),
+            ("refsr: ss-net, whole image", ssnet_image),
+            ("refsr: final back-projection", final_back_projection)]
+
+
+def _lightfield_stages(flowwarp, state, size, device, grid, scale):
+    """A light field: the reference's disparity from all its LR views, then each view's flows from it and the
+    selection. -> (stages, LR view count)."""
+    from lfrefsr import protocol
+    from lfrefsr.data.synthetic import LayeredScene
+    from lfrefsr.lightfield import disparity_hypotheses, estimate_disparity, view_flow
+    from lfrefsr.methods.flowwarp import select_flow
+
     scene = LayeredScene(size, size, seed=0, max_disparity=1.0)
     lf_ref = scene.render(0, 0, 0).to(device)
     lf_views = [((u, v), protocol.stored_lr(scene.render(0, u, v), scale).to(device))
@@ -172,8 +218,19 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
         flows = [view_flow(d, lf_target)[None] for d in state["hypotheses"]]  # each (1, 2, H, W)
         select_flow(lf_ref[None], lf_lr[None], scale, [lf_dis, *flows])
 
+    return [(f"refsr, light field: disparity from {len(lf_views)} LR views (once)", lf_disparity),
+            ("refsr, light field: per-view flows + selection", lf_candidates)], len(lf_views)
+
+
+def _paper_stages(nets, state, ref, lr, device, precision, scale):
+    """The paper's variant on the pair: CC-Net features and matching (2-D and epipolar), SISR base, SS-Net patches."""
+    from lfrefsr.correspondence.engine import match
+    from lfrefsr.correspondence.matchers import CCNetMatcher
+    from lfrefsr.synthesis import synthesize
+
     matcher = CCNetMatcher(scale=scale, search_range=100, device=device, precision=precision)
-    matcher.model = ccnet.to(memory_format=torch.channels_last)  # the shipped or stand-in network
+    matcher.model = nets["ccnet"].to(memory_format=torch.channels_last)  # the shipped or stand-in network
+    size = f"{matcher.aggregate}x{matcher.aggregate}"
 
     def ref_features():  # as refsr_paper computes them: channels-last strips with a halo
         state["ref"] = matcher.prepare(ref[0])
@@ -190,46 +247,20 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
               aggregate=matcher.aggregate)
 
     def sisr_output():
-        with autocast():
-            state["base"] = sisr(lr)[0].float()
+        with _autocast(device, precision):
+            state["base"] = nets["sisr"](lr)[0].float()
 
     def ssnet_patches():
-        with autocast():
-            synthesize(ssnet_paper, state["lr_features"], ref[0], state["matches"].flow, state["base"], scale=scale,
-                       stride=8, ref_patches="shift")
+        with _autocast(device, precision):
+            synthesize(nets["ssnet_paper"], state["lr_features"], ref[0], state["matches"].flow, state["base"],
+                       scale=scale, stride=8, ref_patches="shift")
 
-    stages = [("refsr: alignment (DIS flow, warp, trust, back-projection)", alignment),
-              ("refsr: sisr LR features", sisr_features),
-              ("refsr: ss-net, whole image", ssnet_image),
-              ("refsr: final back-projection", final_back_projection),
-              (f"refsr, light field: disparity from {len(lf_views)} LR views (once)", lf_disparity),
-              ("refsr, light field: per-view flows + selection", lf_candidates),
-              ("paper: ccnet reference features (once per reference)", ref_features),
-              ("paper: ccnet target features (centre grid)", target_features),
-              (f"paper: matching, 2-D search +-100, aggregated {matcher.aggregate}x{matcher.aggregate}", matching),
-              (f"paper: matching, epipolar +-100, aggregated {matcher.aggregate}x{matcher.aggregate}",
-               matching_epipolar),
-              ("paper: sisr x8 output (residual base)", sisr_output),
-              ("paper: ss-net patches + blending (stride 8)", ssnet_patches)]
-    kind = "GPU" if torch.device(device).type == "cuda" else "CPU"
-    results = {"size": size, "device": device, "precision": precision, "precision_requested": requested,
-               "threads": torch.get_num_threads(), "isa": capability.cpu().isa,
-               "bf16": "native" if bf16_missing is None else NOT_NATIVE.format(kind),
-               "matmul_gflops_fp32": matmul_gflops(torch.float32, device),
-               "matmul_gflops_bf16": matmul_gflops(torch.bfloat16, device) if bf16_missing is None else None,
-               "stages": {}}
-    for name, fn in stages:
-        seconds, flops = measure(fn, device)
-        results["stages"][name] = {"seconds": seconds, "gflop": flops / 1e9,
-                                   "gflops_per_s": flops / seconds / 1e9 if seconds else 0.0}
-    seconds = [results["stages"][name]["seconds"] for name, _ in stages[:6]]
-    results["refsr_seconds_per_view"] = sum(seconds[:4])  # a video frame
-    results["refsr_seconds_per_view_lightfield"] = sum(seconds[:4]) + seconds[5] + seconds[4] / len(lf_views)
-    if end_to_end:
-        results["end_to_end"] = _end_to_end(grid, size, device, precision)
-    results["peak_rss_gib"] = peak_rss_gib()
-    echo(table(results))
-    return results
+    return [("paper: ccnet reference features (once per reference)", ref_features),
+            ("paper: ccnet target features (centre grid)", target_features),
+            (f"paper: matching, 2-D search +-100, aggregated {size}", matching),
+            (f"paper: matching, epipolar +-100, aggregated {size}", matching_epipolar),
+            ("paper: sisr x8 output (residual base)", sisr_output),
+            ("paper: ss-net patches + blending (stride 8)", ssnet_patches)]
 
 
 def _end_to_end(grid: int, size: int, device: str, precision: str) -> dict:

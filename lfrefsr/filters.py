@@ -30,10 +30,10 @@ def separable_blur(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
 
     Each pass is a banded matrix product: the outputs in blocks of ``block`` (16 or 32) rows (or columns), each
     block one product of its ``block + 2r`` inputs with the same band matrix, read in place through overlapping
-    strided views (no unfolded copy). Float32 and outside autocast: oneDNN's bf16 depthwise convolution, the
-    previous way, could run for minutes on CPU. Against two depthwise convolutions of one image row (then column)
-    per channel, at 512 x 512 RGB and 49 taps: 1.5-1.6 ms instead of 2.6 ms per blur on this 2-core CPU, with 2.4x
-    the multiply-adds (the band's zeros, counted by the bench's FLOP counter), within 5e-7 of it.
+    strided views (no unfolded copy). Float32 and outside autocast: oneDNN's bf16 depthwise convolution can run for
+    minutes on a CPU. The products beat two depthwise convolutions (one image row, then column, per channel) on the
+    CPU although the band's zeros make 2.4x the multiply-adds (the bench's FLOP counter counts them), and agree with
+    them to 5e-7 (benchmarks/README.md, "Kernels and engine").
     """
     n, c, h, w = image.shape
     r = (kernel.numel() - 1) // 2

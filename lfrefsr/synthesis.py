@@ -81,15 +81,7 @@ def synthesize(
     out_h, out_w = (h + pad_h) * scale, (w + pad_w) * scale
     if base is not None:
         base = F.pad(base[None], (0, pad_w * scale, 0, pad_h * scale), mode="replicate")[0]
-    ref_margin = F.pad(ref[None], (big, big + out_w, big, big + out_h), mode="replicate")[0]  # room to cut
-    if ref_patches == "warp":
-        flow = dense_flow(flow_lr, scale, (out_h, out_w))  # (2, out_h, out_w)
-        source = warp(ref_margin[None], (flow + big)[None], padding_mode="border")[0]  # aligned to the target
-        shifts = None
-    elif ref_patches == "shift":
-        source, shifts = ref_margin, flow_lr.round().long()
-    else:
-        raise ValueError("ref_patches is 'warp' or 'shift'")
+    source, shifts = _reference_source(ref, flow_lr, scale, big, (out_h, out_w), ref_patches)
     canvas = torch.zeros(3, out_h, out_w, device=ref.device)
     weight = torch.zeros(1, out_h, out_w, device=ref.device)
     mask_canvas = torch.zeros(1, out_h, out_w, device=ref.device)
@@ -97,17 +89,7 @@ def synthesize(
     for start in range(0, len(origins), batch):
         chunk = origins[start : start + batch]
         lr_batch = torch.stack([feats[:, i : i + patch, j : j + patch] for i, j in chunk])  # (B, Cl, p, p)
-        ref_batch, base_batch = [], []
-        for i, j in chunk:
-            y, x = i * scale, j * scale
-            if shifts is not None:
-                dx, dy = (int(v) for v in shifts[:, i + patch // 2, j + patch // 2])
-                y, x = y + dy + big, x + dx + big
-            ref_batch.append(source[:, y : y + big, x : x + big])
-            if base is not None:
-                base_batch.append(base[:, i * scale : i * scale + big, j * scale : j * scale + big])
-        ref_batch = torch.stack(ref_batch)  # (B, 3, P, P)
-        base_batch = torch.stack(base_batch) if base is not None else None
+        ref_batch, base_batch = _reference_patches(chunk, source, shifts, base, scale=scale, patch=patch)
         prediction, mask = net(lr_batch, ref_batch, base_batch)  # (B, 3, P, P), (B, 1, P, P)
         weights = gaussian_blur(mask, sigma) if blend == "mask" else torch.ones_like(mask)
         for (i, j), pred_k, mask_k, weight_k in zip(chunk, prediction, mask, weights, strict=True):
@@ -121,6 +103,36 @@ def synthesize(
     sr = canvas / weight.clamp_min(1e-8)
     crop = (slice(None), slice(0, h * scale), slice(0, w * scale))
     return sr[crop], (mask_canvas / count)[crop]
+
+
+def _reference_source(ref, flow_lr, scale: int, big: int, out_size: tuple[int, int], ref_patches: str):
+    """What reference patches are cut from: (source (3, ..), shifts (2, hp, wp) long or None). ``warp``: the
+    reference warped by the dense flow, aligned to the (padded) target, offset by ``big``; ``shift``: the reference
+    with a margin of ``big`` and every LR pixel's rounded displacement."""
+    out_h, out_w = out_size
+    ref_margin = F.pad(ref[None], (big, big + out_w, big, big + out_h), mode="replicate")[0]  # room to cut
+    if ref_patches == "warp":
+        flow = dense_flow(flow_lr, scale, (out_h, out_w))  # (2, out_h, out_w)
+        return warp(ref_margin[None], (flow + big)[None], padding_mode="border")[0], None  # aligned to the target
+    if ref_patches == "shift":
+        return ref_margin, flow_lr.round().long()
+    raise ValueError("ref_patches is 'warp' or 'shift'")
+
+
+def _reference_patches(chunk, source, shifts, base, *, scale: int, patch: int):
+    """The reference patch (B, 3, P, P) and the base patch (B, 3, P, P) or None of each LR patch origin (i, j) in
+    ``chunk``: cut from ``source`` where the patch lies (``warp``) or around its centre pixel's match (``shift``)."""
+    big = patch * scale
+    ref_batch, base_batch = [], []
+    for i, j in chunk:
+        y, x = i * scale, j * scale
+        if shifts is not None:
+            dx, dy = (int(v) for v in shifts[:, i + patch // 2, j + patch // 2])
+            y, x = y + dy + big, x + dx + big
+        ref_batch.append(source[:, y : y + big, x : x + big])
+        if base is not None:
+            base_batch.append(base[:, i * scale : i * scale + big, j * scale : j * scale + big])
+    return torch.stack(ref_batch), torch.stack(base_batch) if base is not None else None
 
 
 SSNET_HALO = 8  # LR pixels: SS-Net's receptive field radius is below 8 LR pixels (64 HR) at x8, and below at x2, x4

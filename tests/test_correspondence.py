@@ -7,6 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 from oracles import brute_force
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils._pytree import tree_leaves
 
 from lfrefsr.correspondence.engine import match
 from lfrefsr.correspondence.zncc import zncc_match
@@ -47,12 +49,12 @@ def test_engine_argmax_equals_brute_force_for_any_row_group(group):
 
 @pytest.mark.parametrize("group", [2, 9])
 def test_row_candidates_are_each_centres_k_best_rows(group):
-    from lfrefsr.correspondence.engine import _row_candidates
+    from lfrefsr.correspondence.aggregate import row_candidates
 
     torch.manual_seed(group)
     stride, radius, k = 4, 5, 3
     target, ref = torch.randn(5, 6, 7), torch.randn(5, 6 * 4 + 3, 7 * 4 + 2)
-    found = _row_candidates(target, ref, stride=stride, radius=radius, ref_bias=None, block=3, k=k, group=group)
+    found = row_candidates(target, ref, stride=stride, radius=radius, ref_bias=None, block=3, k=k, group=group)
     height, width = ref.shape[1:]
     for m in range(6):
         for n in range(7):
@@ -151,10 +153,10 @@ def test_epipolar_scores_equal_bilinear_sampling(direction):
             best = scores.masked_fill(~inside, float("-inf")).max()
             torch.testing.assert_close(found.score[m, n], best, rtol=1e-4, atol=1e-4)
     # several centre rows per pass (as on a GPU) give the same matches
-    from lfrefsr.correspondence.engine import _match_line
+    from lfrefsr.correspondence.epipolar import match_line
 
-    batched = _match_line(target, ref, stride=8, search_range=12, ref_bias=bias, direction=direction, subpixel=False,
-                          rows_per_pass=3)
+    batched = match_line(target, ref, stride=8, search_range=12, ref_bias=bias, direction=direction, subpixel=False,
+                         rows_per_pass=3)
     torch.testing.assert_close(batched.position, found.position)
     torch.testing.assert_close(batched.score, found.score)
 
@@ -250,6 +252,48 @@ def test_topk_best_equals_match_and_is_sorted():
     torch.testing.assert_close(positions[0], brute_force(target, ref, stride=8, search_range=9, ref_bias=bias))
     assert (scores[0] >= scores[1]).all() and (scores[1] >= scores[2]).all()
     assert (positions[0] != positions[1]).any(0).all()
+
+
+class _OnlyOn(TorchDispatchMode):
+    """Fails any aten op that takes or makes a tensor off ``device`` (0-d CPU scalars aside): run on ``meta``, code
+    that allocates on a fixed device (``torch.zeros(n)``, a CPU kernel) mixes devices and is caught here, while meta
+    tensors themselves run no arithmetic."""
+
+    def __init__(self, device: str):
+        super().__init__()
+        self.device = torch.device(device)
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        inputs = [t for t in tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor) and t.dim() > 0]
+        copies = func.overloadpacket in (torch.ops.aten._to_copy, torch.ops.aten.lift_fresh)  # ``.to(device)``
+        if not copies:
+            assert all(t.device == self.device for t in inputs), f"{func} takes {[str(t.device) for t in inputs]}"
+        out = func(*args, **kwargs)
+        made = [t for t in tree_leaves(out) if isinstance(t, torch.Tensor) and t.dim() > 0]
+        assert copies or all(t.device == self.device for t in made), f"{func} makes {[str(t.device) for t in made]}"
+        return out
+
+
+def test_match_topk_allocates_on_its_inputs_device():
+    from lfrefsr.correspondence.engine import match_topk
+
+    meta = {"device": "meta"}
+    target, ref, bias = torch.empty(5, 6, 7, **meta), torch.empty(5, 50, 60, **meta), torch.empty(50, 60, **meta)
+    with _OnlyOn("meta"):
+        positions, scores = match_topk(target, ref, stride=8, k=3, search_range=9, ref_bias=bias, block=4)
+    assert positions.device.type == scores.device.type == "meta"
+    assert positions.shape == (3, 2, 6, 7) and scores.shape == (3, 6, 7) and scores.dtype == torch.float32
+
+
+def test_patchmatch_allocates_on_its_device():
+    from lfrefsr.methods import get_method
+
+    method = get_method("patchmatch", scale=8, search_range=16, device="meta")
+    lr, ref = torch.empty(3, 8, 12, device="meta"), torch.empty(3, 64, 96, device="meta")
+    with _OnlyOn("meta"):
+        sr = method(lr, ref)
+    assert sr.device.type == "meta" and sr.shape == (3, 64, 96) and sr.dtype == torch.float32
 
 
 def test_patchmatch_baseline_recovers_a_shifted_reference():

@@ -70,6 +70,28 @@ def test_ccnet_matches_on_cuda_equal_cpu(pair):
     assert same.float().mean() > 0.98
 
 
+def test_match_topk_on_cuda_equals_cpu():
+    # every tensor it makes follows the inputs' device (the CPU-side check: test_correspondence, on ``meta``)
+    from lfrefsr.correspondence.engine import match_topk
+
+    torch.manual_seed(0)
+    target, ref, bias = torch.randn(8, 12, 14), torch.randn(8, 96, 112), torch.randn(96, 112)
+    found = {}
+    for device in ("cpu", "cuda"):
+        positions, scores = match_topk(target.to(device), ref.to(device), stride=8, k=4, search_range=20,
+                                       ref_bias=bias.to(device))
+        assert positions.device.type == scores.device.type == device
+        found[device] = positions.cpu(), scores.cpu()
+    assert (found["cuda"][0] == found["cpu"][0]).all(1).float().mean() > 0.99  # near-ties may swap two ranks
+    torch.testing.assert_close(found["cuda"][1], found["cpu"][1], rtol=1e-4, atol=1e-4)
+
+
+def test_patchmatch_on_cuda_equals_cpu(pair):
+    cpu, gpu = (_run("patchmatch", pair, device, search_range=32) for device in ("cpu", "cuda"))
+    assert abs(metrics.psnr(gpu, pair["hr"]) - metrics.psnr(cpu, pair["hr"])) < 0.05
+    assert ((gpu - cpu).abs() < 2e-3).float().mean() > 0.98
+
+
 def test_pipeline_on_cuda_equals_cpu(tmp_path):
     from lfrefsr.io.images import write_image
     from lfrefsr.io.ingest import ingest_lf

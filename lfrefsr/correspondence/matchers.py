@@ -78,10 +78,9 @@ class CCNetMatcher(Matcher):
         self.model = self.model.to(memory_format=torch.channels_last)
         self.precision = effective_precision(precision, self.device)
         self.dtype = torch.bfloat16 if self.precision == "bf16" else torch.float32
-        # centre columns per search product (``engine._best_rows``; 4x as many reference rows). The CPU is fastest
-        # at 8 (512x512, fp32: 0.50 s; 16: 0.51-0.54 s with more wasted window columns; 4: 0.61-0.64 s). A GPU is
-        # bound by kernel launches at small products: with the earlier 8x8-centre blocks, 32x32 took 0.0125 s on an
-        # H200 against 0.093 s at 8 (fp32); the streamed search has not been timed on a GPU yet.
+        # centre columns per search product (``search.best_rows``; 4x as many reference rows). The CPU is fastest
+        # at 8 (16 wastes more window columns, 4 makes smaller products); a GPU is bound by kernel launches at small
+        # products, hence 32 there (the timings: benchmarks/README.md, "Kernels and engine")
         self.block = block or (32 if str(self.device).startswith("cuda") else 8)
         self.strip = strip
 
@@ -94,9 +93,9 @@ class CCNetMatcher(Matcher):
         """Dense reference features (C, H, W), stored channels-last (the engine's layout), computed in strips of
         ``strip`` rows with a halo of half the receptive field (80 rows each side), so a large reference never holds
         a whole-image activation of the network; the result equals the whole-image computation. None: strips of
-        about 256 x 1024 pixels, 256 * 1024 // width rows (64 to 1024): at 2048 x 2048 in bf16, 128-row strips
-        peaked at 3.49 GiB and 256-row strips at 3.76 GiB; a 512-wide reference is one 512-row strip, with no halo
-        rows computed twice (two 256-row strips computed 672 rows)."""
+        about 256 x 1024 pixels, 256 * 1024 // width rows (64 to 1024), which bounds the peak on a large reference
+        (benchmarks/README.md, "Kernels and engine") while a 512-wide reference is one 512-row strip, with no halo
+        rows computed twice (two 256-row strips compute 672 rows)."""
         image = inputs.ref_input(ref[None].to(self.device), self.scale, self.reference_input)
         height, width = image.shape[-2:]
         halo = self.model.halo
@@ -161,8 +160,8 @@ class Gradient(Matcher):
         """(3, H, W) blurred image -> (4 * patch^2, H, W)."""
         s = self.scale
         luma = rgb_to_y(image).float()[None, None]  # (1, 1, H, W)
-        first = torch.tensor([-1.0, 0.0, 1.0])
-        second = torch.tensor([1.0, 0.0, -2.0, 0.0, 1.0])
+        first = torch.tensor([-1.0, 0.0, 1.0], device=luma.device)
+        second = torch.tensor([1.0, 0.0, -2.0, 0.0, 1.0], device=luma.device)
         maps = []
         for kernel in (first, second):
             k = kernel.numel()

@@ -90,6 +90,12 @@ class LayeredScene:
         self.zoom = torch.from_numpy(rng.uniform(-0.01, 0.01, size=count) * motion)  # (L,) log-scale/frame
         self._grid = pixel_grid(height, width, dtype=torch.float64)  # (2, H, W)
 
+        self._draw_features(photos, canvas, slant=slant, repeat=repeat, thin=thin, comb=comb)
+
+    def _draw_features(self, photos, canvas: tuple[int, int], *, slant: float, repeat: float, thin: float,
+                       comb: float) -> None:
+        """Slant, repeated textures, thin layers and combs, over the layers drawn by ``__init__``."""
+        count, short = len(self.disparities), min(self.height, self.width)
         # Slant and repetition come from a second stream: adding them leaves every existing seed's scene unchanged.
         extra = np.random.default_rng([self.seed, 1])
         angle = extra.uniform(0, 2 * np.pi, size=count)

@@ -19,8 +19,9 @@ from lfrefsr.axes import Kind
 from lfrefsr.errors import InputError, StoreError
 from lfrefsr.io import layouts
 from lfrefsr.io.atomic import atomic_path
+from lfrefsr.io.backends import remove_lock
 from lfrefsr.io.images import image_size, read_image
-from lfrefsr.io.store import Store, remove_lock
+from lfrefsr.io.store import Store
 
 
 @dataclass(frozen=True)
@@ -214,17 +215,8 @@ def ingest_video(
         raise InputError(f"a video needs at least 2 frames (a reference and a target), found {count}", src)
     protocol.check_scale(scale, (height, width), src)
     shape_hr = (height - height % scale, width - width % scale)
-    lr_frames = None
-    if lr is not None:
-        lr = Path(lr)
-        lr_count, lr_size = video.probe(lr, max_frames)
-        expected = (height // scale, width // scale)
-        if lr_size != expected:
-            raise InputError(f"LR frames are {lr_size[0]}x{lr_size[1]}, but the HR frames of {src} are "
-                             f"{height}x{width}: at x{scale} the LR frames must be {expected[0]}x{expected[1]}", lr)
-        if count is not None and lr_count is not None and lr_count != count:
-            raise InputError(f"the LR stream has {lr_count} frames, the HR stream {src} has {count}", lr)
-        lr_frames = video.iter_frames(lr, max_frames)
+    lr = None if lr is None else Path(lr)
+    lr_frames = None if lr is None else _lr_frames(lr, src, count, (height, width), scale, max_frames)
     frames = video.iter_frames(src, max_frames)
     with atomic_path(store_path) as tmp, _lock_removed(tmp):
         written = 0
@@ -252,13 +244,28 @@ def ingest_video(
     return store
 
 
+def _lr_frames(lr: Path, src: Path, count: int | None, size: tuple[int, int], scale: int, max_frames: int | None):
+    """The frames of a hybrid rig's LR stream ``lr``, once its size and frame count are checked against the HR
+    stream's (``count`` None: not known before decoding; then the frames are counted as they come)."""
+    from lfrefsr.io import video
+
+    height, width = size
+    lr_count, lr_size = video.probe(lr, max_frames)
+    expected = (height // scale, width // scale)
+    if lr_size != expected:
+        raise InputError(f"LR frames are {lr_size[0]}x{lr_size[1]}, but the HR frames of {src} are "
+                         f"{height}x{width}: at x{scale} the LR frames must be {expected[0]}x{expected[1]}", lr)
+    if count is not None and lr_count is not None and lr_count != count:
+        raise InputError(f"the LR stream has {lr_count} frames, the HR stream {src} has {count}", lr)
+    return video.iter_frames(lr, max_frames)
+
+
 class _VideoWriter:
     """Writes frames as they are decoded; the frame count is fixed (and the arrays resized) at the end."""
 
     def __init__(self, path, capacity, shape_hr, scale, dtype, src, keyframe_every, lr_src=None):
         self.keyframe_every = keyframe_every
         self.capacity = capacity
-        self.path = path
         self.scale = scale
         self.store = Store.create(
             path, kind=Kind.VIDEO, view_shape=(capacity,), shape_hr=shape_hr, scale=scale, dtype=dtype, ref=None,
@@ -286,7 +293,7 @@ class _VideoWriter:
         self._backend.write("lr", (t,), lr)
 
     def _resize(self, frames: int) -> None:
-        _resize_leading(self.path, ("hr", "lr"), frames)
+        self._backend.resize_leading(("hr", "lr"), frames)
 
     def finish(self, frames: int) -> None:
         if frames != self.capacity:
@@ -294,20 +301,3 @@ class _VideoWriter:
         hr_known = [self.is_key(t) for t in range(frames)]
         self._backend.update_attrs({"view_shape": [frames], "hr_known": hr_known})
 
-
-def _resize_leading(path: Path, names, frames: int) -> None:
-    """Change the frame count of arrays ``names`` (zarr resize; HDF5 copies into a new dataset)."""
-    from lfrefsr.io.store import backend_for
-
-    if backend_for(path) == "zarr":
-        import zarr
-
-        group = zarr.open_group(str(path), mode="r+")
-        for name in names:
-            group[name].resize((frames, *group[name].shape[1:]))
-        return
-    import h5py
-
-    with h5py.File(path, "r+", locking=False) as handle:
-        for name in names:
-            handle[name].resize(frames, axis=0)

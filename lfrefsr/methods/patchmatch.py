@@ -68,9 +68,11 @@ class PatchMatch(Method):
         half = size // 2
         padded = F.pad(ref[None], (size, size, size, size), mode="replicate")[0]
         out_h, out_w = rows * s, cols * s
-        canvas = torch.zeros(3, out_h + size, out_w + size)
-        count = torch.zeros(1, out_h + size, out_w + size)
-        offsets = torch.arange(size) - half  # patch pixel offsets around the centre
+        # on the reference's device, in the weighted patches' dtype (the reference's, at least float32)
+        canvas = torch.zeros(3, out_h + size, out_w + size, device=ref.device,
+                             dtype=torch.promote_types(ref.dtype, weights.dtype))
+        count = torch.zeros(1, out_h + size, out_w + size, device=ref.device)
+        offsets = torch.arange(size, device=ref.device) - half  # patch pixel offsets around the centre
         for j in range(self.k):  # gather all centres' j-th HR patch at once
             px = positions[j, 0].long()[..., None, None] + offsets[None, None, None, :] + size  # (h, w, 1, P)
             py = positions[j, 1].long()[..., None, None] + offsets[None, None, :, None] + size  # (h, w, P, 1)
