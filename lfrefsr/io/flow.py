@@ -18,12 +18,16 @@ FLO_MAGIC = 202021.25
 _MAX_SIDE = 1 << 16  # larger sides mean a corrupted header, not a real flow field
 
 
+def _read_bytes(path: Path, what: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read {what} ({exc.strerror})", path) from None
+
+
 def read_flo(path: str | Path) -> np.ndarray:
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read flow file ({exc.strerror})", path) from None
+    data = _read_bytes(path, "flow file")
     if len(data) < 12:
         raise InputError("not a .flo file (shorter than its header)", path)
     magic = np.frombuffer(data, "<f4", 1, 0)[0]
@@ -52,10 +56,7 @@ def write_flo(path: str | Path, flow: np.ndarray) -> None:
 def read_pfm(path: str | Path) -> np.ndarray:
     """-> (H, W) float32 for ``Pf``, (3, H, W) for ``PF``; top row first."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"cannot read PFM file ({exc.strerror})", path) from None
+    data = _read_bytes(path, "PFM file")
     tokens, offset = [], 0
     while len(tokens) < 4:  # header: kind, width, height, scale, separated by whitespace
         while offset < len(data) and data[offset : offset + 1].isspace():
