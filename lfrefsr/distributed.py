@@ -73,6 +73,7 @@ def run_distributed(
     method_options: dict | None = None,
     retries: int = 1,
     client=None,
+    confidence: bool = False,
 ) -> Summary:
     """Run ``tasks`` as dask tasks; each writes its own chunk as it finishes. Failed views are named, not fatal."""
     from distributed import as_completed
@@ -91,13 +92,14 @@ def run_distributed(
         client.register_plugin(ProcessSettings())  # the workers' process-wide settings, as the CLI's
         method_options, settings = run_options(method_name, method_options, device)
         # stores change only once connected
-        todo, summary.skipped = start_run(tasks, method_name, overwrite, settings, method_options)
+        todo, summary.skipped = start_run(tasks, method_name, overwrite, settings, method_options, confidence)
         futures, previous = {}, {}
         for task in todo:
             after = previous.get((task.store.path, task.reference)) if task.reference_array != "hr" else None
             future = client.submit(
                 execute, task, method_name, device=device, options=method_options, threads=threads_per_worker,
-                after=after, key=f"lfrefsr-{method_name}-{task.label}-{time.time_ns()}", pure=False,
+                after=after, confidence=confidence, key=f"lfrefsr-{method_name}-{task.label}-{time.time_ns()}",
+                pure=False,
                 resources={"GPU": 1} if device == "cuda" else None, retries=retries,
             )
             futures[future] = task

@@ -158,8 +158,9 @@ def _light_field_views(task: Task) -> list[tuple[ViewHint, torch.Tensor]]:
 
 
 def execute(task: Task, method_name: str, *, device: str = "cpu", options: dict | None = None,
-            threads: int | None = None, after=None) -> dict:
-    """Super-resolve one view and write it (data, then done-marker). Runs in-process or on a dask worker.
+            threads: int | None = None, after=None, confidence: bool = False) -> dict:
+    """Super-resolve one view and write it (data, with ``confidence`` its confidences, then done-marker). Runs
+    in-process or on a dask worker.
 
     ``after`` is only a dependency (the previous frame's task in previous-sr mode)."""
     configure_threads(threads)
@@ -168,8 +169,12 @@ def execute(task: Task, method_name: str, *, device: str = "cpu", options: dict 
     context = _reference_context(method, task, method_name, id(method))
     lr = protocol.to_float(task.store.read("lr", task.target), task.store.dtype)
     with torch.inference_mode():
-        sr = method.super_resolve(lr, context, task.hint)
-    task.store.write_result(method_name, task.target, protocol.quantize(sr, task.store.dtype))
+        if confidence:
+            sr, found = method.super_resolve_with_confidence(lr, context, task.hint)  # (3, H, W), (K, H, W)
+            found = found.float().cpu().numpy()
+        else:
+            sr, found = method.super_resolve(lr, context, task.hint), None
+    task.store.write_result(method_name, task.target, protocol.quantize(sr, task.store.dtype), found)
     return {"view": task.label, "seconds": time.perf_counter() - started}
 
 
@@ -240,6 +245,14 @@ def camera_settings(method_name: str, store: Store, options: dict | None) -> dic
     return {key: chosen[key] for key in method_class(method_name, options).camera if key in chosen}
 
 
+def confidence_channels(method_name: str, options: dict | None) -> tuple[str, ...]:
+    """The confidences a method gives (``Method.confidence``); one line where it gives none."""
+    channels = method_class(method_name, options).confidence
+    if not channels:
+        raise InputError(f"method {method_name!r} gives no confidence to save")
+    return channels
+
+
 def network_settings(method_name: str, options: dict | None) -> dict:
     """The trained networks a method loads, as recorded with its results: ``{"networks": "sisr+ssnet"}``, or {} for
     a classical method."""
@@ -248,15 +261,25 @@ def network_settings(method_name: str, options: dict | None) -> dict:
 
 
 def start_run(tasks: list[Task], method_name: str, overwrite: bool, settings: dict | None = None,
-              options: dict | None = None) -> tuple[list[Task], int]:
+              options: dict | None = None, confidence: bool = False) -> tuple[list[Task], int]:
     """Create (or with ``overwrite`` recreate) the result arrays, recording ``settings`` (``run_options``) and the
-    camera model each store gives the method; -> the tasks not done yet, and how many are."""
+    camera model each store gives the method, and with ``confidence`` its confidence array; -> the tasks not done
+    yet, and how many are. A result is all with confidences or all without: a resumed run that differs from the
+    views already done is refused, before anything is written."""
     stores = {task.store.path: task.store for task in tasks}
+    channels = confidence_channels(method_name, options) if confidence else ()
+    for store in stores.values():
+        if overwrite:
+            continue
+        had = bool(store.confidence_channels(method_name))
+        if store.done(method_name).any() and had != confidence:
+            raise InputError(f"sr/{method_name} has views done {'with' if had else 'without'} confidence: give "
+                             f"--save-confidence {'again' if had else 'from the start'}, or --overwrite", store.path)
     for store in stores.values():
         if overwrite:
             store.clear_result(method_name)
         store.ensure_result(method_name, {**(settings or {}), **camera_settings(method_name, store, options),
-                                          **network_settings(method_name, options)})
+                                          **network_settings(method_name, options)}, channels)
     todo = pending(tasks, method_name)
     return todo, len(tasks) - len(todo)
 
@@ -270,15 +293,18 @@ def run_serial(
     progress: bool = True,
     method_options: dict | None = None,
     threads: int | None = None,
+    confidence: bool = False,
 ) -> Summary:
-    """Run ``tasks`` in this process; results and done-markers reach the store as each view finishes."""
+    """Run ``tasks`` in this process; results (with ``confidence``, their confidences) and done-markers reach the
+    store as each view finishes."""
     summary = Summary()
     start = time.perf_counter()
     method_options, settings = run_options(method_name, method_options, device)
-    todo, summary.skipped = start_run(tasks, method_name, overwrite, settings, method_options)
+    todo, summary.skipped = start_run(tasks, method_name, overwrite, settings, method_options, confidence)
     for task in tqdm(todo, desc=method_name, unit="view", disable=not progress):
         try:
-            execute(task, method_name, device=device, options=method_options, threads=threads)
+            execute(task, method_name, device=device, options=method_options, threads=threads,
+                    confidence=confidence)
             summary.done += 1
         except Exception as exc:  # noqa: BLE001 -- the view failed, whatever the error: name it, keep the others
             summary.failed.append((task.label, failure(exc)))

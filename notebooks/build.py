@@ -36,6 +36,7 @@ LIGHTFIELD = [
     ("code", '''\
 from lfrefsr.demo import demo_methods, write_inputs
 from lfrefsr.io.ingest import ingest_lf
+from lfrefsr.methods import method_class as get_method_class
 from lfrefsr.pipeline import plan, run_serial
 
 if (DATA / "lightfields" / "hci-backgammon").is_dir():
@@ -45,8 +46,9 @@ else:
     lf_dir, _ = write_inputs(WORK)
     name, store = "embedded", ingest_lf(lf_dir, WORK / "lf.zarr", progress=False)
 methods = [m for m in demo_methods()]
-for method in methods:
-    print(name, run_serial(plan(store), method, progress=False).line())'''),
+for method in methods:  # with the per-pixel confidences of the methods that give them (--save-confidence)
+    confidence = bool(get_method_class(method).confidence)
+    print(name, run_serial(plan(store), method, progress=False, confidence=confidence).line())'''),
     ("code", '''\
 best = methods[-1]
 fig, axes = plt.subplots(1, 3, figsize=(15, 5))
@@ -103,6 +105,24 @@ for axis, (title, image) in zip(axes, panels, strict=True):
     if image.ndim == 2:
         fig.colorbar(shown, ax=axis, fraction=0.046)
 plt.show()'''),
+    ("md", "Where the best method trusted the reference, for the view farthest from it (`reconstruct "
+           "--save-confidence` stores these as `confidence/<method>`): the alignment's trust in the warped "
+           "reference, and SS-Net's M(0), how much of the reference it took."),
+    ("code", '''\
+index = tuple(s - 1 for s in store.view_shape)
+channels = store.confidence_channels(best)
+if channels:
+    found = store.read_confidence(best, index)
+    fig, axes = plt.subplots(1, len(channels) + 1, figsize=(5 * (len(channels) + 1), 4.5))
+    axes[0].imshow(figures.to_display(figures.view(store, best, index)))
+    axes[0].set_title(f"{best}, view {index}")
+    for axis, channel, image in zip(axes[1:], channels, found, strict=True):
+        shown = axis.imshow(image, cmap="viridis", vmin=0, vmax=1)
+        axis.set_title(f"confidence: {channel} (mean {image.mean():.2f})")
+        fig.colorbar(shown, ax=axis, fraction=0.046)
+    for axis in axes:
+        axis.axis("off")
+    plt.show()'''),
     ("code", '''\
 index = tuple(s - 1 for s in store.view_shape)  # the view farthest from the reference
 hr = store.read("hr", index)
@@ -257,13 +277,18 @@ if method == "refsr":
     refsr = get_method("refsr")
     t = store.view_shape[0] - 1
     lr = protocol.to_float(store.read("lr", (t,)))
-    sr, mask = refsr.super_resolve_with_mask(lr, refsr.prepare(protocol.to_float(store.read("hr", (t - 1,)))))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    # the confidences `reconstruct --save-confidence` stores: the alignment's trust, SS-Net's M(0)
+    context = refsr.prepare(protocol.to_float(store.read("hr", (t - 1,))))
+    sr, (trust, mask) = refsr.super_resolve_with_confidence(lr, context)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     axes[0].imshow(sr.permute(1, 2, 0).numpy())
     axes[0].set_title(f"refsr, frame {t}")
     axes[1].imshow(sr.permute(1, 2, 0).numpy())
-    axes[1].imshow(1 - mask[0].numpy(), cmap="Reds", alpha=0.6, vmin=0, vmax=1)
-    axes[1].set_title("where SS-Net ignores the reference (1 - M(0))")
+    axes[1].imshow(1 - trust.numpy(), cmap="Blues", alpha=0.6, vmin=0, vmax=1)
+    axes[1].set_title("where the alignment distrusts the warped reference")
+    axes[2].imshow(sr.permute(1, 2, 0).numpy())
+    axes[2].imshow(1 - mask.numpy(), cmap="Reds", alpha=0.6, vmin=0, vmax=1)
+    axes[2].set_title("where SS-Net ignores the reference (1 - M(0))")
     for axis in axes:
         axis.axis("off")
     plt.show()

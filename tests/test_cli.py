@@ -237,6 +237,40 @@ def test_reconstruct_resume_and_overwrite(lf_dir, out_dir):
     _no_temporaries(out_dir)
 
 
+@pytest.mark.parametrize("method,channels", [("flowwarp", ["trust"]), ("refsr", ["trust", "reference"])])
+def test_reconstruct_saves_confidence_beside_an_unchanged_result(method, channels, lf_dir, out_dir):
+    stores = {name: _ingest_lf(lf_dir, out_dir / f"{name}.zarr") for name in ("plain", "confident")}
+    _ok(run_cli(["reconstruct", stores["plain"].path, "--method", method, "--workers", "0", "-q"]))
+    _ok(run_cli(["reconstruct", stores["confident"].path, "--method", method, "--workers", "0", "--save-confidence",
+                 "-q"]))
+    confident = stores["confident"]
+    assert confident.confidence_channels(method) == channels and stores["plain"].confidence_channels(method) == []
+    for index in confident.views():
+        if index == (0, 0):
+            continue
+        np.testing.assert_array_equal(confident.read_result(method, index), stores["plain"].read_result(method, index))
+        found = confident.read_confidence(method, index)
+        assert found.shape == (len(channels), *confident.shape_hr) and 0 <= found.min() and found.max() <= 1
+        assert found.std() > 0  # a map, not a constant
+    assert f"confidence/{method}: {', '.join(channels)}" in run_cli(["info", confident.path]).stdout
+
+
+def test_save_confidence_refuses_a_method_without_one_and_a_mixed_resume(lf_dir, out_dir):
+    store = _ingest_lf(lf_dir, out_dir / "s.zarr")
+    refused = run_cli(["reconstruct", store.path, "--method", "bicubic", "--save-confidence"])
+    assert refused.exit_code == 2 and "bicubic" in refused.stderr and "--save-confidence" in refused.stderr
+    _ok(run_cli(["reconstruct", store.path, "--method", "flowwarp", "--views", "1,1", "--workers", "0", "-q"]))
+    before = snapshot(store.path)
+    mixed = run_cli(["reconstruct", store.path, "--method", "flowwarp", "--workers", "0", "--save-confidence"])
+    assert mixed.exit_code == 1
+    (line,) = [line for line in mixed.stderr.splitlines() if line.strip()]
+    assert "without confidence" in line and "--overwrite" in line
+    assert snapshot(store.path) == before
+    _ok(run_cli(["reconstruct", store.path, "--method", "flowwarp", "--workers", "0", "--save-confidence",
+                 "--overwrite", "-q"]))
+    assert store.done("flowwarp").sum() == len(store.views()) - 1 and store.confidence_channels("flowwarp")
+
+
 def test_reconstruct_bf16_without_native_bf16_runs_float32(lf_dir, out_dir, no_native_bf16):
     """An AVX2-only CPU: exit 0, one warning line, the result's attributes say fp32, and the result equals
     --precision fp32 byte for byte."""

@@ -84,11 +84,15 @@ def test_cluster_result_equals_in_process_result(cluster, tmp_path, method):
     src = _lightfield(tmp_path / "src")
     local = ingest_lf(src, tmp_path / "local.zarr", progress=False)
     remote = ingest_lf(src, tmp_path / "remote.zarr", progress=False)
-    run_serial(plan(local), method, progress=False, threads=1)
-    result = run_cli(["reconstruct", str(remote.path), "--method", method, "--scheduler", cluster.address, "-q"])
+    run_serial(plan(local), method, progress=False, threads=1, confidence=True)
+    result = run_cli(["reconstruct", str(remote.path), "--method", method, "--scheduler", cluster.address,
+                      "--save-confidence", "-q"])
     assert result.exit_code == 0, result.output
     assert "8 views done" in result.output
     np.testing.assert_array_equal(_results(remote, method), _results(local, method))
+    for task in plan(local):
+        np.testing.assert_array_equal(remote.read_confidence(method, task.target),
+                                      local.read_confidence(method, task.target))
 
 
 def test_gpu_tasks_ask_for_gpu_resources(cluster, tmp_path):

@@ -56,6 +56,20 @@ def test_results_and_done_markers(tmp_path, name):
     assert not store.done("bicubic").any()
 
 
+@pytest.mark.parametrize("name", BACKENDS)
+def test_confidences_are_written_before_the_done_marker_and_cleared_with_the_result(tmp_path, name):
+    store = _create(tmp_path / name)
+    store.ensure_result("m", confidence=("trust", "reference"))
+    assert store.confidence_channels("m") == ["trust", "reference"] and store.confidence_channels("other") == []
+    sr = np.zeros(store.array_shape("sr")[2:], np.uint8)
+    confidence = np.random.default_rng(0).random((2, 16, 24)).astype(np.float32)
+    store.write_result("m", (1, 2), sr, confidence)
+    assert store.done("m")[1, 2]
+    np.testing.assert_allclose(store.read_confidence("m", (1, 2)), confidence, atol=0.5 / 255 + 1e-6)
+    store.clear_result("m")
+    assert store.confidence_channels("m") == [] and not store.done("m").any()
+
+
 def test_write_refuses_wrong_shape_or_dtype(tmp_path):
     store = _create(tmp_path / "s.zarr")
     with pytest.raises(ValueError):

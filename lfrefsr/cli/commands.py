@@ -197,13 +197,16 @@ def ingest_video_command(src, store, scale, keyframe_every, max_frames, lr_src, 
 @click.option("--noise", type=click.FloatRange(0, 64), default=None,
               help="The LR camera's noise sigma in 1/255 [default: the store's estimate, as --psf].")
 @option_option
+@click.option("--save-confidence", is_flag=True,
+              help="Also store the method's per-pixel confidences (confidence/<method>, one chunk per view).")
 @overwrite_option
 @verbosity
 @handle_errors
 def reconstruct(stores, method, ref, reference, views, workers, threads_per_worker, scheduler, device, weights,
-                precision, variant, lightfield, psf, noise, extra, overwrite):
+                precision, variant, lightfield, psf, noise, extra, save_confidence, overwrite):
     """Super-resolve every non-reference view or frame of STORES, written into each store; reruns resume."""
     from lfrefsr.io.store import Store
+    from lfrefsr.methods import method_class
     from lfrefsr.pipeline import check_method, plan, run_serial
 
     if len(method) != 1:
@@ -217,15 +220,17 @@ def reconstruct(stores, method, ref, reference, views, workers, threads_per_work
     options = cli_method_options(method, flags, variant, extra)[method[0]]
     for scale in {store.scale for store in opened}:  # fail fast, before any cluster or store change
         check_method(method[0], scale, options)
+    if save_confidence and not method_class(method[0], options).confidence:
+        raise click.BadParameter(f"method {method[0]!r} gives no confidence", param_hint="--save-confidence")
     if workers == 0 and scheduler is None:
         summary = run_serial(tasks, method[0], device=device, overwrite=overwrite, progress=progress(),
-                             method_options=options, threads=threads_per_worker)
+                             method_options=options, threads=threads_per_worker, confidence=save_confidence)
     else:
         from lfrefsr.distributed import run_distributed
 
         summary = run_distributed(tasks, method[0], scheduler=scheduler, workers=workers,
                                   threads_per_worker=threads_per_worker, device=device, overwrite=overwrite,
-                                  progress=progress(), method_options=options)
+                                  progress=progress(), method_options=options, confidence=save_confidence)
     click.echo(summary.line())
     for label, reason in summary.failed:
         click.echo(f"lfrefsr: failed: {label}: {reason}", err=True)
@@ -411,7 +416,9 @@ def info(store):
                                                    "not estimated (no view has both an HR and an LR image)"))
     for method in opened.methods():
         settings = "".join(f", {key} {value}" for key, value in opened.result_attrs(method).items())
-        click.echo(f"  sr/{method}: {int(opened.done(method).sum())} views done{settings}")
+        channels = opened.confidence_channels(method)
+        saved = f"; confidence/{method}: {', '.join(channels)}" if channels else ""
+        click.echo(f"  sr/{method}: {int(opened.done(method).sum())} views done{settings}{saved}")
 
 
 cli.add_command(methods_command)

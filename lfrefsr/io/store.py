@@ -20,8 +20,11 @@ Arrays (each with the axes above, one chunk per view or frame, dtype of the sour
     lr              LR views/frames
     sr/<method>     results
     done/<method>   uint8 over the view dims, one chunk per view: 1 once that view's result is on disk
+    confidence/<method>  (``reconstruct --save-confidence``) uint8, per view (K, H, W): the method's per-pixel
+                    confidences in [0, 1] x 255, one channel per name in the array's ``channels`` attribute
 
-A result is written before its done-marker, so a killed run never leaves a view marked done without its data.
+A result (and its confidence) is written before its done-marker, so a killed run never leaves a view marked done
+without its data.
 Readers and writers open the store per call, so the objects here are small and picklable (a dask graph carries
 them, and tasks open files themselves).
 """
@@ -198,14 +201,20 @@ class Store:
                         compute=compute)
 
     # -- results and done-markers ---------------------------------------------------------------------------------
-    def ensure_result(self, method: str, settings: dict | None = None) -> None:
-        """Create ``sr/<method>`` and ``done/<method>`` if absent, and record the run's ``settings`` (the precision
-        that ran, ...) as the result's attributes. A resumed run with another value than the views already done
-        records both: ``"mixed (bf16, fp32)"``."""
+    def ensure_result(self, method: str, settings: dict | None = None, confidence: tuple[str, ...] = ()) -> None:
+        """Create ``sr/<method>`` and ``done/<method>`` if absent (and ``confidence/<method>`` with the channels
+        named by ``confidence``), and record the run's ``settings`` (the precision that ran, ...) as the result's
+        attributes. A resumed run with another value than the views already done records both:
+        ``"mixed (bf16, fp32)"``."""
         shape = self.array_shape("sr")
         ones = (1,) * len(self.view_shape)
         self.backend.create_array(f"sr/{method}", shape, (*ones, *shape[len(self.view_shape):]), self.dtype, True)
         self.backend.create_array(f"done/{method}", self.view_shape, ones, "uint8", True)
+        if confidence:
+            name, height, width = f"confidence/{method}", *self.shape_hr
+            self.backend.create_array(name, (*self.view_shape, len(confidence), height, width),
+                                      (*ones, len(confidence), height, width), "uint8", True)
+            self.backend.update_array_attrs(name, {"channels": list(confidence)})
         if settings:
             earlier = self.result_attrs(method) if self.done(method).any() else {}
             self.backend.update_array_attrs(f"sr/{method}", {key: _merged(earlier.get(key), value)
@@ -215,10 +224,25 @@ class Store:
         """What ``ensure_result`` recorded for ``sr/<method>`` ({} for a result written before it did)."""
         return self.backend.array_attrs(f"sr/{method}") if self.backend.has(f"sr/{method}") else {}
 
-    def write_result(self, method: str, index: tuple[int, ...], sr: np.ndarray) -> None:
-        """Data first, then the done-marker."""
+    def write_result(self, method: str, index: tuple[int, ...], sr: np.ndarray,
+                     confidence: np.ndarray | None = None) -> None:
+        """Data (and the confidence (K, H, W) in [0, 1], stored as uint8) first, then the done-marker."""
         self.write(f"sr/{method}", index, sr)
+        if confidence is not None:
+            scaled = np.clip(np.rint(np.asarray(confidence, dtype=np.float32) * 255), 0, 255).astype(np.uint8)
+            self.backend.write(f"confidence/{method}", tuple(index), scaled)
         self.backend.write(f"done/{method}", tuple(index), 1)
+
+    def confidence_channels(self, method: str) -> list[str]:
+        """The channel names of ``confidence/<method>``; [] where the result has no confidence."""
+        name = f"confidence/{method}"
+        return list(self.backend.array_attrs(name)["channels"]) if self.backend.has(name) else []
+
+    def read_confidence(self, method: str, index: tuple[int, ...]) -> np.ndarray:
+        """One view's confidences (K, H, W), float32 in [0, 1]."""
+        if not self.confidence_channels(method):
+            raise StoreError(f"sr/{method} has no confidence (reconstruct --save-confidence)", self.path)
+        return self.backend.read(f"confidence/{method}", tuple(index)).astype(np.float32) / 255
 
     def done(self, method: str) -> np.ndarray:
         """Boolean over the view dims: which views of ``method`` are finished."""
@@ -229,6 +253,7 @@ class Store:
     def clear_result(self, method: str) -> None:
         self.backend.delete(f"done/{method}")
         self.backend.delete(f"sr/{method}")
+        self.backend.delete(f"confidence/{method}")
 
     def methods(self) -> list[str]:
         return self.backend.array_names("sr")

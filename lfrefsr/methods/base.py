@@ -39,6 +39,8 @@ class Method:
     # takes (``lfrefsr.capture.CaptureEstimate`` fields)
     learned: ClassVar[bool] = False
     camera: ClassVar[tuple[str, ...]] = ()
+    # the per-pixel confidences ``super_resolve_with_confidence`` gives, by name (``reconstruct --save-confidence``)
+    confidence: ClassVar[tuple[str, ...]] = ()
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -62,6 +64,11 @@ class Method:
 
     def super_resolve(self, lr: torch.Tensor, context: Any, hint: ViewHint | None = None) -> torch.Tensor:
         raise NotImplementedError
+
+    def super_resolve_with_confidence(self, lr: torch.Tensor, context: Any, hint: ViewHint | None = None
+                                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> (sr (3, H, W), confidences (K, H, W) in [0, 1], one per name in ``confidence``)."""
+        raise LfrefsrError(f"method {self.name!r} gives no confidence")
 
     def __call__(self, lr: torch.Tensor, ref: torch.Tensor, hint: ViewHint | None = None) -> torch.Tensor:
         """Convenience for one pair: prepare the reference, then super-resolve."""

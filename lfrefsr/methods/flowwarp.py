@@ -156,6 +156,7 @@ class FlowWarpOptions(CameraOptions):
 class FlowWarp(Method):
     name = "flowwarp"
     Options = FlowWarpOptions
+    confidence = ("trust",)  # the trust in the warped reference (1: the warp, 0: bicubic)
 
     def __init__(self, scale: int = 8, device="cpu", **options):
         super().__init__(scale, device, **options)
@@ -220,3 +221,8 @@ class FlowWarp(Method):
 
     def super_resolve(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None = None) -> torch.Tensor:
         return self.align(lr, context)["result"][0]
+
+    def super_resolve_with_confidence(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None = None
+                                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        aligned = self.align(lr, context)
+        return aligned["result"][0], aligned["weight"][0]

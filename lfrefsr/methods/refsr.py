@@ -77,6 +77,8 @@ class RefSR(Method):
     name = "refsr"
     Options = RefSROptions
     variants = {"default": "refsr", "paper": "refsr_paper"}
+    # the alignment's trust in the warped reference, and SS-Net's M(0): how much of the reference it took
+    confidence = ("trust", "reference")
     uses_views = True  # prepare() takes the other LR views of a light field (their shared disparity)
 
     def __init__(self, scale: int = 8, device="cpu", **options):
@@ -110,9 +112,19 @@ class RefSR(Method):
             context.disparity = disparity_hypotheses(disparity)  # [(H, W)]
         return context
 
-    @torch.inference_mode()
     def super_resolve_with_mask(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None = None):
         """-> (sr (3, H, W), M(0) (1, H, W): SS-Net's confidence in the reference, near 0 where it is ignored)."""
+        sr, mask, _ = self._synthesise(lr, context, hint)
+        return sr, mask
+
+    def super_resolve_with_confidence(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None = None
+                                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        sr, mask, trust = self._synthesise(lr, context, hint)
+        return sr, torch.cat([trust, mask])  # (2, H, W)
+
+    @torch.inference_mode()
+    def _synthesise(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None):
+        """-> (sr (3, H, W), M(0) (1, H, W), the alignment's trust (1, H, W))."""
         from lfrefsr.synthesis import synthesize_image
 
         lr = lr.to(self.device)
@@ -135,7 +147,7 @@ class RefSR(Method):
         # (noise=3,jpeg=85, 10 frames or views: -0.08 dB on Sintel alley_1, -0.06 seq-0016-0025, -0.04 hci-backgammon)
         if self.options.back_project and not noisy(self.noise):
             sr = back_project(sr[None], lr[None], self.scale, self.options.back_project, self.psf, self.noise)[0]
-        return sr.clamp(0.0, 1.0), mask.float()
+        return sr.clamp(0.0, 1.0), mask.float(), aligned["weight"][0].float()
 
     def super_resolve(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None = None) -> torch.Tensor:
         return self.super_resolve_with_mask(lr, context, hint)[0]

@@ -49,6 +49,7 @@ class MatchContext:
 class RefSRPaper(Method):
     name = "refsr_paper"
     Options = RefSRPaperOptions
+    confidence = ("reference",)  # SS-Net's M(0): how much of the reference it took
 
     def __init__(self, scale: int = 8, device="cpu", **options):
         from lfrefsr.correspondence.matchers import get_matcher
@@ -100,3 +101,7 @@ class RefSRPaper(Method):
 
     def super_resolve(self, lr: torch.Tensor, context: MatchContext, hint: ViewHint | None = None) -> torch.Tensor:
         return self.super_resolve_with_mask(lr, context, hint)[0]
+
+    def super_resolve_with_confidence(self, lr: torch.Tensor, context: MatchContext, hint: ViewHint | None = None
+                                      ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.super_resolve_with_mask(lr, context, hint)
