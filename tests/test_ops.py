@@ -221,3 +221,13 @@ def test_the_benchmark_counts_fused_convolutions(monkeypatch):
 
     fused, eager = flops(), _eager(monkeypatch, flops)
     assert eager > 0 and fused == eager
+
+
+def test_the_benchmark_measures_prepared_networks():
+    """``lfrefsr bench`` counts FLOPs under ``FlopCounterMode``, whose module tracker hooks every module call: no
+    module may take a parameter as an argument (the trainable CC-Net temperature failed there once)."""
+    from lfrefsr.bench import measure
+
+    net = prepare_for_inference(CCNet(width=0.25, out_channels=8, batch_norm=False, normalize=True))
+    seconds, flops = measure(lambda: net(torch.rand(1, 3, 24, 24), "ref"), "cpu", repeats=1)
+    assert seconds > 0 and flops > 0

@@ -69,13 +69,13 @@ class LocalContrastNorm(nn.Module):
 
 
 class CosineScale(nn.Module):
-    """Features scaled to length sqrt(temperature) per pixel, so that <f, g> = temperature * cosine(f, g):
-    (N, C, H, W), a 0-d log temperature -> (N, C, H, W). The temperature is CC-Net's parameter. One multiply by a
-    per-pixel factor: ``F.normalize`` and a second multiply would each write the whole feature map again."""
+    """Each pixel's feature vector scaled to ``length``: (N, C, H, W), a 0-d tensor -> (N, C, H, W). With length
+    sqrt(temperature) on both sides, <f, g> = temperature * cosine(f, g). One multiply by a per-pixel factor:
+    ``F.normalize`` and a second multiply would each write the whole feature map again."""
 
-    def forward(self, features: torch.Tensor, log_temperature: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         norm = torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min(1e-12)  # (N, 1, H, W)
-        return features * (log_temperature.exp().sqrt() / norm).to(features.dtype)  # bf16 stays bf16
+        return features * (length / norm).to(features.dtype)  # bf16 stays bf16
 
 
 def _on_grid(conv: nn.Conv2d, stride: int, dilation: int) -> nn.Conv2d:
@@ -167,7 +167,9 @@ class CCNet(nn.Module):
         return self.lr_tower if branch == "lr" else self.ref_tower
 
     def _finish(self, features: torch.Tensor) -> torch.Tensor:
-        return self.cosine(features, self.log_temperature) if self.normalize else features
+        if not self.normalize:
+            return features
+        return self.cosine(features, self.log_temperature.exp().sqrt())  # sqrt(temperature) on each side
 
     def _prepare(self, image: torch.Tensor) -> torch.Tensor:
         return self.input_norm(image) if self.input_norm is not None else image

@@ -270,11 +270,11 @@ class SkipPostOp(nn.Module):
 
 
 class CosineScaleInPlace(nn.Module):
-    """CC-Net's ``CosineScale`` (features scaled to length sqrt(temperature) per pixel), at inference in place on
-    its input, the network's fresh output: a new map of a whole reference's features is a large fresh allocation,
-    which costs about as much as the multiply itself."""
+    """CC-Net's ``CosineScale`` (each pixel's feature vector scaled to ``length``), at inference in place on its
+    input, the network's fresh output: a new map of a whole reference's features is a large fresh allocation, which
+    costs about as much as the multiply itself."""
 
-    def forward(self, features: torch.Tensor, log_temperature: torch.Tensor) -> torch.Tensor:
+    def forward(self, features: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
         norm = torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min(1e-12)  # (N, 1, H, W)
-        factor = (log_temperature.exp().sqrt() / norm).to(features.dtype)
+        factor = (length / norm).to(features.dtype)
         return features * factor if torch.is_grad_enabled() else features.mul_(factor)
