@@ -79,7 +79,7 @@ def _kernel_modules(model) -> set[str]:
     return {type(m).__name__ for m in model.modules() if type(m).__module__ == ops.__name__}
 
 
-EXPECTED_KERNELS = {"ccnet": {"FusedConv2d", "MatmulConv1x1", "CosineScaleInPlace"},
+EXPECTED_KERNELS = {"ccnet": {"FusedConv2d", "CosineScaleInPlace"},
                     "sisr": {"SkipPostOp", "FusedConv2d", "FewOutputConv2d"},
                     "ssnet": {"FusedConv2d", "MaxPoolX2", "SplitConv2d", "TapConv2d"}}
 

@@ -93,29 +93,13 @@ def test_conv2d_split_and_taps_equal_the_convolution_of_the_concatenation():
     torch.testing.assert_close(half.float(), expected[:, :1], rtol=0.05, atol=0.25)  # bf16 sums of ~100 terms
 
 
-@pytest.mark.parametrize("layout", ["channels_last", "strided", "contiguous"])
-def test_conv1x1_matmul_equals_the_convolution(layout):
-    torch.manual_seed(0)
-    x = torch.randn(2, 6, 10, 12)
-    if layout == "channels_last":
-        x = x.contiguous(memory_format=torch.channels_last)
-    elif layout == "strided":  # a subsampled grid, as CC-Net's features_on_grid gives the 1x1 layer
-        x = x.contiguous(memory_format=torch.channels_last)[..., ::2, ::3]
-    weight, bias = torch.randn(5, 6, 1, 1), torch.randn(5)
-    expected = torch.nn.functional.conv2d(x, weight, bias)
-    with torch.inference_mode():
-        out = ops.conv1x1_matmul(x, weight, bias)
-    assert out.is_contiguous(memory_format=torch.channels_last) or layout == "contiguous"
-    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)
-
-
 def _kernel_cases() -> list:
     """(kernel module, the plain computation it replaces, its inputs) for each kernel module."""
     torch.manual_seed(0)
     last = torch.channels_last
     x = torch.randn(2, 6, 10, 12).contiguous(memory_format=last)
     parts = (torch.randn(2, 6, 10, 12).contiguous(memory_format=last), torch.randn(2, 1, 10, 12))
-    conv3, conv1, wide = nn.Conv2d(6, 6, 3, padding=2, dilation=2), nn.Conv2d(6, 5, 1), nn.Conv2d(6, 3, 9, padding=4)
+    conv3, wide = nn.Conv2d(6, 6, 3, padding=2, dilation=2), nn.Conv2d(6, 3, 9, padding=4)
     cat_conv, cat_one = ConcatConv2d(7, 4, 3, padding=1), ConcatConv2d(7, 1, 3, padding=1)
     body = nn.Sequential(nn.Conv2d(6, 6, 3, padding=1), nn.PReLU(6), nn.Conv2d(6, 6, 3, padding=1), nn.Identity())
     skip_body = copy.deepcopy(body)
@@ -125,14 +109,13 @@ def _kernel_cases() -> list:
         (ops.SplitConv2d.from_conv(cat_conv, act="sigmoid"), lambda *p: cat_conv(*p).sigmoid(), parts),
         (ops.TapConv2d.from_conv(cat_one), cat_one, parts),
         (ops.FewOutputConv2d.from_conv(wide), wide, (x,)),
-        (ops.MatmulConv1x1.from_conv(conv1), conv1, (x,)),
         (ops.MaxPoolX2(), nn.MaxPool2d(2), (x,)),
         (ops.SkipPostOp(skip_body), lambda y: y + body(y), (x,)),
         (ops.CosineScaleInPlace(), CosineScale(), (x, torch.tensor(2.0))),
     ]
 
 
-@pytest.mark.parametrize("case", range(8))
+@pytest.mark.parametrize("case", range(7))
 def test_kernel_modules_equal_the_plain_modules(case):
     kernel, plain, inputs = _kernel_cases()[case]
     with torch.inference_mode():

@@ -7,8 +7,8 @@ channels-last). ``lfrefsr.weights.load_network`` calls it; networks built for tr
 
 The swaps, per network:
 
-- CC-Net: each dilated conv + ReLU -> ``FusedConv2d`` (the ReLU a post-op), dense and on the grid; the 1x1 ``fc``
-  -> ``MatmulConv1x1``; the cosine scaling -> ``CosineScaleInPlace``.
+- CC-Net: each dilated conv + ReLU -> ``FusedConv2d`` (the ReLU a post-op), dense and on the grid; the cosine
+  scaling -> ``CosineScaleInPlace``.
 - SRResNet + NN: each residual block -> ``SkipPostOp`` (the skip a post-op of its second convolution); the 9x9
   ``tail`` to RGB -> ``FewOutputConv2d``.
 - SS-Net: each HR block conv + ReLU -> ``FusedConv2d``, its 2x max-pool -> ``MaxPoolX2``; each fuse convolution
@@ -24,6 +24,9 @@ import torch
 import torch.nn as nn
 
 from lfrefsr.models import ops
+from lfrefsr.models.ccnet import CCNet, CosineScale
+from lfrefsr.models.srresnet import ResidualBlock, SRResNetNN
+from lfrefsr.models.ssnet import ConcatConv2d, SSNet
 
 
 def fold_batch_norm(convs: nn.ModuleList | nn.Sequential, norms: nn.ModuleList | nn.Sequential | None = None) -> None:
@@ -42,24 +45,17 @@ def fold_batch_norm(convs: nn.ModuleList | nn.Sequential, norms: nn.ModuleList |
             holder[j] = nn.Identity()
 
 
-def _plain(conv: nn.Module, *, kernel: int | None = None, stride_one: bool = False) -> bool:
-    """``conv`` is a plain convolution (not yet swapped) that the kernels handle: zero padding, no groups."""
-    if type(conv) not in (nn.Conv2d, _concat_conv()) or conv.groups != 1 or conv.padding_mode != "zeros":
+def _plain(conv: nn.Module, *, stride_one: bool = False) -> bool:
+    """``conv`` is a plain convolution (not yet swapped) that the kernels handle: zero padding of a given size, no
+    groups; with ``stride_one``, stride and dilation 1 too."""
+    if type(conv) not in (nn.Conv2d, ConcatConv2d) or conv.groups != 1 or conv.padding_mode != "zeros":
         return False
-    if isinstance(conv.padding, str) or (kernel is not None and conv.kernel_size != (kernel, kernel)):
+    if isinstance(conv.padding, str):
         return False
     return not stride_one or (conv.stride == (1, 1) and conv.dilation == (1, 1))
 
 
-def _concat_conv() -> type:
-    from lfrefsr.models.ssnet import ConcatConv2d
-
-    return ConcatConv2d
-
-
-def _prepare_ccnet(model) -> None:
-    from lfrefsr.models.ccnet import CosineScale
-
+def _prepare_ccnet(model: CCNet) -> None:
     if type(model.cosine) is CosineScale:
         model.cosine = ops.CosineScaleInPlace()
     for tower in {id(t): t for t in (model.lr_tower, model.ref_tower)}.values():
@@ -69,13 +65,9 @@ def _prepare_ccnet(model) -> None:
             for i, conv in enumerate(tower.convs):
                 tower.convs[i] = ops.FusedConv2d.from_conv(conv, act="relu")
             tower.act = nn.Identity()  # now inside every convolution
-        if _plain(tower.fc, kernel=1, stride_one=True):
-            tower.fc = ops.MatmulConv1x1.from_conv(tower.fc)
 
 
-def _prepare_srresnet(model) -> None:
-    from lfrefsr.models.srresnet import ResidualBlock
-
+def _prepare_srresnet(model: SRResNetNN) -> None:
     for i, block in enumerate(model.body):
         fold_batch_norm(block.body)
         if type(block) is ResidualBlock:
@@ -84,11 +76,11 @@ def _prepare_srresnet(model) -> None:
                 block.body[last] = ops.FusedConv2d.from_conv(block.body[last])
                 model.body[i] = ops.SkipPostOp(block.body)
     fold_batch_norm(model.body_tail)
-    if _plain(model.tail, stride_one=True) and model.tail.out_channels <= 4:
+    if _plain(model.tail, stride_one=True) and model.tail.out_channels <= 4:  # few outputs: the tail to RGB
         model.tail = ops.FewOutputConv2d.from_conv(model.tail)
 
 
-def _prepare_ssnet(model) -> None:
+def _prepare_ssnet(model: SSNet) -> None:
     if isinstance(model.hr_act, nn.ReLU) and all(_plain(block) for block in model.hr_blocks):
         for i, block in enumerate(model.hr_blocks):
             model.hr_blocks[i] = ops.FusedConv2d.from_conv(block, act="relu")
@@ -97,22 +89,17 @@ def _prepare_ssnet(model) -> None:
         model.pool = ops.MaxPoolX2()
     fuses = [model.fuse_coarse, *model.fuses]
     act = {nn.ReLU: "relu", nn.Sigmoid: "sigmoid"}.get(type(model.fuse_act))
-    if act is not None and all(type(conv) is _concat_conv() and _plain(conv, stride_one=True) for conv in fuses):
+    if act is not None and all(type(conv) is ConcatConv2d and _plain(conv, stride_one=True) for conv in fuses):
         model.fuse_coarse = ops.SplitConv2d.from_conv(model.fuse_coarse, act=act)
         for i, conv in enumerate(model.fuses):
             model.fuses[i] = ops.SplitConv2d.from_conv(conv, act=act)
         model.fuse_act = nn.Identity()  # now inside every fuse convolution
     for i, conv in enumerate(model.masks):
-        if type(conv) is _concat_conv() and _plain(conv, stride_one=True) and conv.out_channels == 1:
+        if type(conv) is ConcatConv2d and _plain(conv, stride_one=True) and conv.out_channels == 1:
             model.masks[i] = ops.TapConv2d.from_conv(conv)
 
 
-def _rules() -> dict[type, object]:
-    from lfrefsr.models.ccnet import CCNet
-    from lfrefsr.models.srresnet import SRResNetNN
-    from lfrefsr.models.ssnet import SSNet
-
-    return {CCNet: _prepare_ccnet, SRResNetNN: _prepare_srresnet, SSNet: _prepare_ssnet}
+RULES = {CCNet: _prepare_ccnet, SRResNetNN: _prepare_srresnet, SSNet: _prepare_ssnet}  # the swaps per network
 
 
 def prepare_for_inference(model: nn.Module) -> nn.Module:
@@ -120,7 +107,7 @@ def prepare_for_inference(model: nn.Module) -> nn.Module:
     channels-last, in place; returned. A network of another class is only put in eval mode and made channels-last.
     Preparing a prepared network changes nothing."""
     model.eval()
-    rule = _rules().get(type(model))
+    rule = RULES.get(type(model))
     if rule is not None:
         rule(model)
     return model.to(memory_format=torch.channels_last)

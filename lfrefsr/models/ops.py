@@ -147,21 +147,6 @@ def conv2d_few_outputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
     return out.permute(0, 3, 1, 2)  # (N, H', W', Cout) -> (N, Cout, H', W'), channels-last
 
 
-def conv1x1_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``F.conv2d(x, weight, bias)`` for a 1x1 kernel: x (N, Cin, H, W), weight (Cout, Cin, 1, 1) -> (N, Cout, H, W).
-
-    A 1x1 convolution is one matrix product over the pixels; on a channels-last (or strided) input torch's product
-    runs well above oneDNN's 1x1 convolution on CPU, and the output stays channels-last. A plain (NCHW) input or a
-    single input channel runs the convolution."""
-    if x.shape[1] == 1 or x.is_contiguous():
-        return F.conv2d(x, weight, bias)
-    pixels = x.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1)  # (N, H, W, Cin), a view
-    out = torch.matmul(pixels, weight.flatten(1).t())  # (N, H, W, Cout)
-    if bias is not None:  # added after the product: addmm would first copy the bias into every output row
-        out.add_(bias.to(out.dtype))  # same dtype: a mixed bfloat16 + float32 add_ is slow
-    return out.permute(0, 3, 1, 2)  # (N, H, W, Cout) -> (N, Cout, H, W), channels-last
-
-
 def max_pool_x2(x: torch.Tensor) -> torch.Tensor:
     """``F.max_pool2d(x, 2)``: (N, C, H, W) -> (N, C, H // 2, W // 2). At inference, the maximum of the four strided
     quarters, since ATen's pooling kernel is slow on channels-last input; the same values. With autograd on,
@@ -232,13 +217,6 @@ class FewOutputConv2d(_ConvKernel):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return conv2d_few_outputs(x, self.weight, self.bias, padding=self.padding)
-
-
-class MatmulConv1x1(_ConvKernel):
-    """A 1x1 convolution as a matrix product over the pixels (``conv1x1_matmul``)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv1x1_matmul(x, self.weight, self.bias)
 
 
 class MaxPoolX2(nn.MaxPool2d):
