@@ -108,7 +108,7 @@ def test_strip_reference_features_equal_whole_image(tmp_path, input_norm):
 
 @pytest.mark.parametrize("batch_norm", [False, True])
 def test_channels_last_forward_equals_contiguous_and_has_gradients(batch_norm):
-    """Channels-last runs the final 1x1 convolution as a matrix product over pixels: same numbers, same gradients."""
+    """Channels-last weights and input (as the input normalisation returns it): same numbers, same gradients."""
     torch.manual_seed(0)
     plain = CCNet(width=0.25, out_channels=16, normalize=True, batch_norm=batch_norm, input_norm="local").eval()
     fast = CCNet(width=0.25, out_channels=16, normalize=True, batch_norm=batch_norm, input_norm="local").eval()

@@ -38,14 +38,13 @@ Shapes: ``forward(image, branch)`` maps (N, 3, H, W) -> (N, out_channels, H, W).
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from lfrefsr.filters import gaussian_kernel, separable_blur
-from lfrefsr.models.ops import conv2d_act, fold_batch_norm
 
 TABLE1_CHANNELS = (16, 32, 64, 64, 64, 128)
 TABLE1_DILATIONS = (1, 1, 2, 4, 8, 16)
@@ -53,7 +52,7 @@ TABLE1_DILATIONS = (1, 1, 2, 4, 8, 16)
 
 class LocalContrastNorm(nn.Module):
     """(x - local mean) / (local std + eps) per channel, Gaussian window of ``sigma`` px; a fixed (buffer) kernel.
-    Computed in float32 outside autocast (``separable_blur``); the output is channels-last for the first conv."""
+    (N, C, H, W) -> (N, C, H, W) float32, channels-last (the layout of the convolutions that follow)."""
 
     def __init__(self, sigma: float, eps: float = 0.02):
         super().__init__()
@@ -62,63 +61,59 @@ class LocalContrastNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        with torch.autocast(x.device.type, enabled=False):
+        with torch.autocast(x.device.type, enabled=False):  # statistics in float32, also under bf16 autocast
             x = x.float()
             centred = x - separable_blur(x, self.kernel)
-            variance = separable_blur(centred * centred, self.kernel)
-            if torch.is_grad_enabled():
-                return (centred / (variance.clamp_min(0).sqrt() + self.eps)).contiguous(
-                    memory_format=torch.channels_last)
-            # inference: in place on the fresh blur, and the quotient written channels-last at once (no copy after)
-            std = variance.clamp_min_(0).sqrt_().add_(self.eps)
-            return torch.div(centred, std, out=torch.empty_like(centred, memory_format=torch.channels_last))
+            std = separable_blur(centred * centred, self.kernel).clamp_min(0).sqrt()
+            return (centred / (std + self.eps)).contiguous(memory_format=torch.channels_last)
+
+
+class CosineScale(nn.Module):
+    """Each pixel's feature vector scaled to ``length``: (N, C, H, W), a 0-d tensor -> (N, C, H, W). With length
+    sqrt(temperature) on both sides, <f, g> = temperature * cosine(f, g). One multiply by a per-pixel factor:
+    ``F.normalize`` and a second multiply would each write the whole feature map again."""
+
+    def forward(self, features: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        norm = torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min(1e-12)  # (N, 1, H, W)
+        return features * (length / norm).to(features.dtype)  # bf16 stays bf16
+
+
+def _on_grid(conv: nn.Conv2d, stride: int, dilation: int) -> nn.Conv2d:
+    """``conv`` (a 3x3 layer) with the same parameters at another stride and dilation (padding = dilation)."""
+    view = copy.copy(conv)  # a shallow copy shares the parameters; the geometry is its own
+    view.stride, view.padding, view.dilation = (stride, stride), (dilation, dilation), (dilation, dilation)
+    return view
 
 
 class _Tower(nn.Module):
+    """One branch: ``len(channels)`` x [conv 3x3 (dilation d) + BN + ReLU], then the 1x1 ``fc``.
+    (N, in_channels, H, W) -> (N, out_channels, H, W)."""
+
     def __init__(self, in_channels: int, channels: tuple[int, ...], dilations: tuple[int, ...], out_channels: int,
                  batch_norm: bool = True):
         super().__init__()
         self.dilations = tuple(dilations)
         convs, norms = [], []
         previous = in_channels
-        for width in channels:
-            convs.append(nn.Conv2d(previous, width, 3, bias=not batch_norm))
+        for width, dilation in zip(channels, dilations, strict=True):
+            convs.append(nn.Conv2d(previous, width, 3, padding=dilation, dilation=dilation, bias=not batch_norm))
             norms.append(nn.BatchNorm2d(width) if batch_norm else nn.Identity())
             previous = width
         self.convs, self.norms = nn.ModuleList(convs), nn.ModuleList(norms)
+        self.act = nn.ReLU(inplace=True)
         self.fc = nn.Conv2d(previous, out_channels, 1)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         x = image
-        for conv, norm, dilation in zip(self.convs, self.norms, self.dilations, strict=True):
-            x = self._conv_relu(x, conv, norm, padding=dilation, dilation=dilation)
-        return self._pointwise(x)
-
-    @staticmethod
-    def _conv_relu(x: torch.Tensor, conv: nn.Conv2d, norm: nn.Module, **geometry) -> torch.Tensor:
-        """relu(norm(conv(x))); without BatchNorm the ReLU is the convolution's post-op (``conv2d_act``)."""
-        if isinstance(norm, nn.Identity):
-            return conv2d_act(x, conv.weight, conv.bias, act="relu", **geometry)
-        return F.relu(norm(F.conv2d(x, conv.weight, conv.bias, **geometry)), inplace=True)  # fresh: in place
-
-    def _pointwise(self, x: torch.Tensor) -> torch.Tensor:
-        """The final 1x1 convolution. On a channels-last input it is one matrix product over the pixels: the same
-        numbers, 2-3x faster on CPU than oneDNN's 1x1 convolution (128 -> 256 channels: 139 against ~300 GFLOP/s in
-        float32), and the output stays channels-last."""
-        if not x.is_contiguous(memory_format=torch.channels_last) or x.shape[1] == 1:
-            return self.fc(x)
-        weight = self.fc.weight.flatten(1)  # (out, in, 1, 1) -> (out, in)
-        pixels = x.permute(0, 2, 3, 1)  # (N, C, H, W) channels-last -> (N, H, W, C), a view
-        # the bias added after the product: addmm first copies the bias into every output row, a whole extra pass
-        out = torch.matmul(pixels, weight.t())  # (N, H, W, out)
-        out.add_(self.fc.bias.to(out.dtype))  # same dtype: a mixed bf16 + fp32 add_ took 110 ms per 512x512 reference
-        return out.permute(0, 3, 1, 2)  # (N, H, W, out) -> (N, out, H, W), channels-last
+        for conv, norm in zip(self.convs, self.norms, strict=True):
+            x = self.act(norm(conv(x)))  # same size: padding = dilation
+        return self.fc(x)
 
     def forward_on_grid(self, image: torch.Tensor, stride: int) -> torch.Tensor:
-        """Features at pixels (stride*m, stride*n) only.
+        """Features at pixels (stride*m, stride*n) only: (N, C, H, W) -> (N, out, ceil(H/stride), ceil(W/stride)).
 
         A dilation-d layer evaluated on a grid of spacing g only reads its input on that grid when g divides d;
-        so each layer runs on the coarsest grid its successors still need, as a plain strided convolution with
+        so each layer runs on the coarsest grid its successors still need, as a strided convolution with
         dilation d/g. Zero padding lands on the same (out-of-image) positions as in the dense network.
         """
         need = [stride]  # grid spacing each layer's *output* is needed on
@@ -126,12 +121,11 @@ class _Tower(nn.Module):
             need.insert(0, math.gcd(need[0], dilation))
         x, spacing = image, 1  # spacing of x's grid in input pixels
         for conv, norm, dilation, out_spacing in zip(self.convs, self.norms, self.dilations, need, strict=True):
-            step = out_spacing // spacing
-            x = self._conv_relu(x, conv, norm, stride=step, padding=dilation // spacing, dilation=dilation // spacing)
+            x = self.act(norm(_on_grid(conv, out_spacing // spacing, dilation // spacing)(x)))
             spacing = out_spacing
-        if spacing != stride:  # the subsampled grid, made channels-last again for the pointwise matrix product
-            x = x[..., :: stride // spacing, :: stride // spacing].contiguous(memory_format=torch.channels_last)
-        return self._pointwise(x)
+        if spacing != stride:  # the last layers' grid is finer than asked: subsample it
+            x = x[..., :: stride // spacing, :: stride // spacing]
+        return self.fc(x)
 
 
 class CCNet(nn.Module):
@@ -165,12 +159,7 @@ class CCNet(nn.Module):
         self.ref_tower = self.lr_tower if siamese else _Tower(in_channels, widths, dilations, out_channels, batch_norm)
         # Cosine scores need a temperature; log-parametrised so it stays positive. Unused when normalize=False.
         self.log_temperature = nn.Parameter(torch.tensor(math.log(10.0)), requires_grad=normalize)
-
-    def fold_batch_norm(self) -> CCNet:
-        """Inference (eval mode): fold every BatchNorm into its convolution (``ops.fold_batch_norm``); self."""
-        for tower in {id(self.lr_tower): self.lr_tower, id(self.ref_tower): self.ref_tower}.values():
-            fold_batch_norm(tower.convs, tower.norms)
-        return self
+        self.cosine = CosineScale()
 
     def _tower(self, branch: str) -> _Tower:
         if branch not in ("lr", "ref"):
@@ -180,15 +169,7 @@ class CCNet(nn.Module):
     def _finish(self, features: torch.Tensor) -> torch.Tensor:
         if not self.normalize:
             return features
-        # sqrt of the temperature on each side: <f, g> = temperature * cosine. One multiply by a per-pixel factor
-        # (F.normalize's division, then a second multiply, each wrote the whole feature map again)
-        norm = torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min(1e-12)  # (N, 1, H, W)
-        factor = (self.log_temperature.exp().sqrt() / norm).to(features.dtype)  # bf16 stays bf16
-        if torch.is_grad_enabled():
-            return features * factor
-        # inference: in place on the fresh output layer result; a new 256-channel map of a 512x512 reference is
-        # 268 MB of fresh pages (above the mmap threshold), which cost as much as the multiply itself
-        return features.mul_(factor)
+        return self.cosine(features, self.log_temperature.exp().sqrt())  # sqrt(temperature) on each side
 
     def _prepare(self, image: torch.Tensor) -> torch.Tensor:
         return self.input_norm(image) if self.input_norm is not None else image

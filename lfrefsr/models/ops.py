@@ -1,12 +1,14 @@
-"""A convolution with its activation, and optionally a tensor added before it, as one oneDNN primitive on CPU.
+"""CPU inference kernels for the networks' layers, as functions and as drop-in modules.
+
+Each kernel computes what a plain layer computes (``nn.Conv2d``, ``nn.MaxPool2d``, a convolution of a channel
+concatenation), rearranged for oneDNN on a CPU; ``lfrefsr.models.inference.prepare_for_inference`` swaps the plain
+layers of a loaded network for these modules. Each one falls back to the plain op wherever its rearrangement does
+not apply: with autograd on, on another device, in a dtype or layout it does not handle. Measurements of what each
+one gains are in benchmarks/README.md, "Model kernels".
 
 ``conv2d_act`` is what torch.compile's inductor emits for conv + add + ReLU/sigmoid on CPU, without compiling: the
-add and the activation are post-ops of the convolution, so the output is written once instead of three times. In
-bfloat16 the separate passes cost as much as the convolution (32 -> 32 channels at 512x512: conv + ReLU 3.6 ms
-eager against 2.4 ms fused; conv + conv + ReLU 9.4 against 5.5 ms); in float32 the gain is within noise. It is
-used where autograd is off (inference); training and other devices run the same maths eagerly.
-
-The primitive is private torch API (``torch.ops.mkldnn._convolution_pointwise``): it runs only in the dtypes that
+add and the activation are post-ops of the convolution, so the output is written once instead of three times. The
+primitive is private torch API (``torch.ops.mkldnn._convolution_pointwise``): it runs only in the dtypes that
 ``lfrefsr.capability`` found it working in on this CPU (none on a torch without it; float32 only on an AVX2-only CPU,
 where oneDNN refuses bfloat16), and an input it refuses falls back to the eager ops, which are the reference.
 """
@@ -14,6 +16,7 @@ where oneDNN refuses bfloat16), and an input it refuses falls back to the eager 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import torch
 import torch.nn as nn
@@ -72,16 +75,63 @@ def conv2d_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
     return torch.sigmoid(out) if act == "sigmoid" else out
 
 
+def conv2d_split(parts: Sequence[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor | None = None, *,
+                 padding=0, act: str = "none") -> torch.Tensor:
+    """``act(conv2d(cat(parts, 1), weight, bias))`` (stride 1) without writing the concatenated input: one
+    convolution per part on its slice of the weight's input channels, the others' sum added (with ``act``) as
+    post-ops of the first part's convolution (``conv2d_act``). parts [(N, C_i, H, W)], weight (Cout, sum C_i, k, k)
+    -> (N, Cout, H', W')."""
+    rest, start = None, parts[0].shape[1]
+    for part in parts[1:]:
+        stop = start + part.shape[1]
+        term = F.conv2d(part, weight[:, start:stop], None, padding=padding)
+        rest = term if rest is None else rest.add_(term)
+        start = stop
+    return conv2d_act(parts[0], weight[:, : parts[0].shape[1]], bias, padding=padding, act=act, other=rest)
+
+
+def conv2d_taps(parts: Sequence[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor | None = None, *,
+                padding=0) -> torch.Tensor:
+    """``conv2d(cat(parts, 1), weight, bias)`` for a k x k convolution with one output channel (SS-Net's masks),
+    stride 1, without writing the concatenated input: parts [(N, C_i, H, W)], weight (1, sum C_i, k, k) ->
+    (N, 1, H', W').
+
+    oneDNN runs a one-output convolution far below its usual rate, so a 1x1 product per part gives the k*k taps of
+    every pixel (a one-channel part is one broadcast multiply), then each tap is added at its offset. On a GPU,
+    bound by kernel launches at these sizes, the concatenation and one convolution run instead."""
+    if parts[0].device.type != "cpu":
+        return F.conv2d(torch.cat(list(parts), 1), weight, bias, padding=padding)
+    k, pad = weight.shape[-1], _pair(padding)[0]
+    taps_weight = weight[0].permute(1, 2, 0).reshape(k * k, -1, 1, 1)  # (k*k, C, 1, 1): tap t = k*ky + kx
+    taps, start = None, 0
+    for part in parts:  # taps (N, k*k, H, W)
+        stop = start + part.shape[1]
+        part_weight = taps_weight[:, start:stop]
+        if part.shape[1] == 1 and taps is not None:
+            taps.addcmul_(part, part_weight.to(taps.dtype).view(1, k * k, 1, 1))
+        else:
+            term = F.conv2d(part, part_weight)
+            taps = term if taps is None else taps.add_(term)
+        start = stop
+    height, width = taps.shape[-2] + 2 * pad - k + 1, taps.shape[-1] + 2 * pad - k + 1
+    taps = F.pad(taps, (pad, pad, pad, pad)).contiguous()  # (N, k*k, H+2p, W+2p), planar for the shifted adds
+    out = taps[:, :1, :height, :width]  # (N, 1, H', W'), a view: the first sum below writes a new tensor
+    out = out.clone() if bias is None else out + bias.to(taps.dtype).view(1, 1, 1, 1)
+    for t in range(1, k * k):
+        ky, kx = divmod(t, k)
+        out += taps[:, t : t + 1, ky : ky + height, kx : kx + width]
+    return out
+
+
 def conv2d_few_outputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, *,
                        padding=0) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, padding=padding)`` (stride 1): x (N, Cin, H, W), weight (Cout, Cin, kh, kw) ->
     (N, Cout, H', W'), for a wide kernel with few outputs (SRResNet's 9 x 9 tail to RGB).
 
-    oneDNN vectorises over output channels, so 3 of them leave its float32 kernel mostly idle: 16 -> 3 channels,
-    9 x 9, at 512 x 512 ran at ~64 GFLOP/s (33 ms) on this 2-core CPU. Here one 1 x kw convolution gives every
-    kernel row's contribution (kh * Cout outputs, 27), and kh shifted adds sum them: 16 ms, within 1.3e-5. CPU
-    float32 inference only; bfloat16 (direct 6.6 ms, this 17 ms), autograd and other devices run ``F.conv2d``.
-    """
+    oneDNN vectorises over output channels, so 3 of them leave its float32 kernel mostly idle. Here one 1 x kw
+    convolution gives every kernel row's contribution (kh * Cout outputs, 27), and kh shifted adds sum them. CPU
+    float32 inference only (in bfloat16 the direct convolution is the faster); autograd and other devices run
+    ``F.conv2d``."""
     if not (FUSE and x.device.type == "cpu" and not torch.is_grad_enabled() and x.dtype == torch.float32
             and not torch.is_autocast_enabled("cpu")):
         return F.conv2d(x, weight, bias, padding=padding)
@@ -99,29 +149,110 @@ def conv2d_few_outputs(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor
 
 def max_pool_x2(x: torch.Tensor) -> torch.Tensor:
     """``F.max_pool2d(x, 2)``: (N, C, H, W) -> (N, C, H // 2, W // 2). At inference, the maximum of the four strided
-    quarters, since ATen's pooling kernel is slow on channels-last input: (1, 32, 512, 512) 2.1-2.3 -> 1.5 ms in
-    bfloat16, 2.4-2.8 -> 1.8 ms in float32 on this 2-core CPU, the same values. With autograd on, ``F.max_pool2d``
-    (torch.maximum would split a tie's gradient between both sides)."""
+    quarters, since ATen's pooling kernel is slow on channels-last input; the same values. With autograd on,
+    ``F.max_pool2d`` (torch.maximum would split a tie's gradient between both sides)."""
     if torch.is_grad_enabled():
         return F.max_pool2d(x, 2)
     x = x[..., : x.shape[-2] // 2 * 2, : x.shape[-1] // 2 * 2]  # floor, as the pooling
     out = torch.maximum(x[..., 0::2, 0::2], x[..., 1::2, 0::2])
-    # into the one output: a second quarter-sized temporary raised a 4096x4096 view's peak RSS by 0.3 GiB
+    # into the one output: a second quarter-sized temporary raises the peak memory of large views
     torch.maximum(out, x[..., 0::2, 1::2], out=out)
     return torch.maximum(out, x[..., 1::2, 1::2], out=out)
 
 
-def fold_batch_norm(convs: nn.ModuleList | nn.Sequential, norms: nn.ModuleList | nn.Sequential | None = None) -> None:
-    """Inference: fold each eval-mode BatchNorm into the convolution before it (weights and bias rescaled, the
-    norm replaced by an Identity), in place. ``norms[i]`` follows ``convs[i]``; with ``norms`` None, the pairs are
-    consecutive entries of ``convs``. The same outputs up to rounding (1.5e-5 on SRResNet's LR features), one pass
-    fewer per layer, and the convolution's post-ops can then fuse what follows."""
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
+# ---------------------------------------------------------------------------------------------------------------
+# The kernels as modules. Each takes over a plain layer's parameters: the state_dict keys and values stay.
+# ---------------------------------------------------------------------------------------------------------------
 
-    holder, offset = (convs, 1) if norms is None else (norms, 0)  # where convs[i]'s norm is: holder[i + offset]
-    for i in range(len(holder) - offset):
-        j = i + offset
-        conv, norm = convs[i], holder[j]
-        if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d) and not norm.training:
-            convs[i] = fuse_conv_bn_eval(conv, norm)
-            holder[j] = nn.Identity()
+
+class _ConvKernel(nn.Conv2d):
+    """An ``nn.Conv2d`` computed by one of the kernels above; built from a plain one by ``from_conv``."""
+
+    @classmethod
+    def from_conv(cls, conv: nn.Conv2d, **attributes):
+        """A ``cls`` with ``conv``'s geometry and its parameters (the same tensors), plus ``attributes``."""
+        module = cls(conv.in_channels, conv.out_channels, conv.kernel_size, stride=conv.stride, padding=conv.padding,
+                     dilation=conv.dilation, groups=conv.groups, bias=conv.bias is not None,
+                     padding_mode=conv.padding_mode, device="meta")
+        module.weight, module.bias = conv.weight, conv.bias
+        for name, value in attributes.items():
+            setattr(module, name, value)
+        return module.train(conv.training)
+
+
+class FusedConv2d(_ConvKernel):
+    """``act(conv(x) + other)``, the add and the activation as post-ops of the convolution (``conv2d_act``)."""
+
+    act = "none"
+
+    def forward(self, x: torch.Tensor, other: torch.Tensor | None = None) -> torch.Tensor:
+        return conv2d_act(x, self.weight, self.bias, stride=self.stride, padding=self.padding,
+                          dilation=self.dilation, act=self.act, other=other)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, act={self.act}"
+
+
+class SplitConv2d(_ConvKernel):
+    """``act(conv(cat(parts, 1)))`` without writing the concatenation (``conv2d_split``); stride and dilation 1."""
+
+    act = "none"
+
+    def forward(self, *parts: torch.Tensor) -> torch.Tensor:
+        return conv2d_split(parts, self.weight, self.bias, padding=self.padding, act=self.act)
+
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, act={self.act}"
+
+
+class TapConv2d(_ConvKernel):
+    """``conv(cat(parts, 1))`` with one output channel, as shifted taps (``conv2d_taps``); stride and dilation 1."""
+
+    def forward(self, *parts: torch.Tensor) -> torch.Tensor:
+        return conv2d_taps(parts, self.weight, self.bias, padding=self.padding)
+
+
+class FewOutputConv2d(_ConvKernel):
+    """A wide kernel with few outputs as kernel rows summed at their offsets (``conv2d_few_outputs``); stride 1."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return conv2d_few_outputs(x, self.weight, self.bias, padding=self.padding)
+
+
+class MaxPoolX2(nn.MaxPool2d):
+    """``nn.MaxPool2d(2)`` as the maximum of four strided quarters at inference (``max_pool_x2``)."""
+
+    def __init__(self):
+        super().__init__(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return max_pool_x2(x)
+
+
+class SkipPostOp(nn.Module):
+    """``x + body(x)`` whose last non-identity layer is a ``FusedConv2d``: the skip is that convolution's post-op
+    add. ``body`` keeps its name, so the state_dict keys of the block it replaces stay."""
+
+    def __init__(self, body: nn.Sequential):
+        super().__init__()
+        self.body = body
+        self.last = max(i for i, layer in enumerate(body) if not isinstance(layer, nn.Identity))
+        if not isinstance(body[self.last], FusedConv2d):
+            raise TypeError("the last layer of a SkipPostOp body is a FusedConv2d")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        for i in range(self.last):
+            y = self.body[i](y)
+        return self.body[self.last](y, other=x)
+
+
+class CosineScaleInPlace(nn.Module):
+    """CC-Net's ``CosineScale`` (each pixel's feature vector scaled to ``length``), at inference in place on its
+    input, the network's fresh output: a new map of a whole reference's features is a large fresh allocation, which
+    costs about as much as the multiply itself."""
+
+    def forward(self, features: torch.Tensor, length: torch.Tensor) -> torch.Tensor:
+        norm = torch.linalg.vector_norm(features, dim=1, keepdim=True).clamp_min(1e-12)  # (N, 1, H, W)
+        factor = (length / norm).to(features.dtype)
+        return features * factor if torch.is_grad_enabled() else features.mul_(factor)

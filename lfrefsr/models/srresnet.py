@@ -19,6 +19,8 @@ Arguments:
     residual: add the bicubic upsampling of the input to the output.
 
 Shapes: ``features(lr)`` (N, 3, h, w) -> (N, features, h, w); ``forward(lr)`` -> (N, 3, h*scale, w*scale).
+The parameter names (``head``, ``body.i.body``, ``body_tail``, ``upsample``, ``tail``) are those of the shipped
+weights.
 """
 
 from __future__ import annotations
@@ -29,10 +31,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lfrefsr.models.ops import conv2d_act, conv2d_few_outputs, fold_batch_norm
 
+class ResidualBlock(nn.Module):
+    """x + [conv 3x3 + BN + PReLU + conv 3x3 + BN](x): (N, C, h, w) -> (N, C, h, w)."""
 
-class _ResidualBlock(nn.Module):
     def __init__(self, features: int, batch_norm: bool):
         super().__init__()
         norm = (lambda: nn.BatchNorm2d(features)) if batch_norm else nn.Identity
@@ -42,10 +44,8 @@ class _ResidualBlock(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        conv1, norm1, act, conv2, norm2 = self.body
-        if isinstance(norm2, nn.Identity):  # no BatchNorm (or folded): the skip is the second convolution's post-op
-            return conv2d_act(act(norm1(conv1(x))), conv2.weight, conv2.bias, padding=1, other=x)
         return x + self.body(x)
+
 
 
 class SRResNetNN(nn.Module):
@@ -70,7 +70,7 @@ class SRResNetNN(nn.Module):
         if len(up_features) != stages:
             raise ValueError(f"up_features needs {stages} entries for scale {scale}")
         self.head = nn.Sequential(nn.Conv2d(in_channels, features, 9, padding=4), nn.PReLU(features))
-        self.body = nn.Sequential(*[_ResidualBlock(features, batch_norm) for _ in range(num_blocks)])
+        self.body = nn.Sequential(*[ResidualBlock(features, batch_norm) for _ in range(num_blocks)])
         self.body_tail = nn.Sequential(nn.Conv2d(features, features, 3, padding=1),
                                        nn.BatchNorm2d(features) if batch_norm else nn.Identity())
         ups, previous = [], features
@@ -81,25 +81,14 @@ class SRResNetNN(nn.Module):
         self.upsample = nn.Sequential(*ups)
         self.tail = nn.Conv2d(previous, in_channels, 9, padding=4)
 
-    def fold_batch_norm(self) -> SRResNetNN:
-        """Inference (eval mode): fold every BatchNorm into its convolution (``ops.fold_batch_norm``); self."""
-        for block in self.body:
-            fold_batch_norm(block.body)
-        fold_batch_norm(self.body_tail)
-        return self
-
     def features(self, lr: torch.Tensor) -> torch.Tensor:
-        """(N, 3, h, w) -> (N, features, h, w): the LR features SS-Net uses."""
+        """(N, 3, h, w) -> (N, features, h, w): the LR features SS-Net uses (before upsampling)."""
         head = self.head(lr)
-        conv, norm = self.body_tail
-        if isinstance(norm, nn.Identity):  # the global skip as the tail convolution's post-op
-            return conv2d_act(self.body(head), conv.weight, conv.bias, padding=1, other=head)
-        return head + self.body_tail(self.body(head))
+        return head + self.body_tail(self.body(head))  # the global skip
 
     def forward(self, lr: torch.Tensor) -> torch.Tensor:
         """(N, 3, h, w) -> (N, 3, h*scale, w*scale)."""
-        sr = conv2d_few_outputs(self.upsample(self.features(lr)), self.tail.weight, self.tail.bias,
-                                padding=self.tail.padding)  # the 9x9 tail to RGB
+        sr = self.tail(self.upsample(self.features(lr)))
         if self.residual:
             sr = sr + F.interpolate(lr, scale_factor=self.scale, mode="bicubic", align_corners=False)
         return sr

@@ -42,9 +42,14 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from lfrefsr.models.ops import conv2d_act, max_pool_x2
-
 GUIDE_CHANNELS = {"reference": 3, "estimate": 3, "trust": 1}  # hr_in_channels=7, in this order
+
+
+class ConcatConv2d(nn.Conv2d):
+    """``[a, b, ...] * W``: a convolution of its inputs stacked along channels, ``conv(cat(inputs, 1))``."""
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return super().forward(torch.cat(inputs, 1))
 
 
 class SSNet(nn.Module):
@@ -69,15 +74,19 @@ class SSNet(nn.Module):
         self.mask_activation, self.fuse_activation = mask_activation, fuse_activation
         c = features
         self.hr_in_channels = hr_in_channels
+        # HR feature module
         self.hr_head = nn.Conv2d(hr_in_channels, c, 3, padding=1)
         self.hr_blocks = nn.ModuleList([nn.Conv2d(c, c, 3, padding=1) for _ in range(levels)])
-        # coarsest level: [F_LR, F_HR(L)]
-        self.mask_coarse = nn.Conv2d(lr_channels + c, 1, 3, padding=1)
-        self.fuse_coarse = nn.Conv2d(lr_channels + c, c, 3, padding=1)
+        self.hr_act = nn.ReLU(inplace=True)
+        self.pool = nn.MaxPool2d(2)
+        # prediction module, coarsest level: [F_LR, F_HR(L)]
+        self.mask_coarse = ConcatConv2d(lr_channels + c, 1, 3, padding=1)
+        self.fuse_coarse = ConcatConv2d(lr_channels + c, c, 3, padding=1)
         # finer levels, index 0 = level L-1 ... last = level 0
         self.subpixel = nn.ModuleList([nn.Conv2d(c, 4 * c, 3, padding=1) for _ in range(levels)])
-        self.masks = nn.ModuleList([nn.Conv2d(c + c + 1, 1, 3, padding=1) for _ in range(levels)])
-        self.fuses = nn.ModuleList([nn.Conv2d(c + c, c, 3, padding=1) for _ in range(levels)])
+        self.masks = nn.ModuleList([ConcatConv2d(c + c + 1, 1, 3, padding=1) for _ in range(levels)])
+        self.fuses = nn.ModuleList([ConcatConv2d(c + c, c, 3, padding=1) for _ in range(levels)])
+        self.fuse_act = nn.ReLU(inplace=True) if fuse_activation == "relu" else nn.Sigmoid()  # delta in Eq. 2
         self.out = nn.Conv2d(c, 3, 3, padding=1)
         with torch.no_grad():  # small, not zero: every layer still gets a gradient on the first step
             self.out.weight.mul_(0.01)
@@ -87,71 +96,44 @@ class SSNet(nn.Module):
         """(N, hr_in_channels, P, P) -> [F_HR(0) (N, c, P, P), F_HR(1) (N, c, P/2, P/2), ..., F_HR(L)]."""
         feats = [self.hr_head(ref)]
         for block in self.hr_blocks:
-            feats.append(max_pool_x2(conv2d_act(feats[-1], block.weight, block.bias, padding=1, act="relu")))
+            feats.append(self.pool(self.hr_act(block(feats[-1]))))
         return feats
 
     def _mask(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> (M_L carried to the next level, M)."""
+        """(N, 1, h, w) -> (M_L carried to the next level, M), each (N, 1, h, w)."""
         if self.mask_activation == "paper":
             carried = F.relu(logits)
             return carried, torch.sigmoid(carried)
         return logits, torch.sigmoid(logits)
 
-    @staticmethod
-    def _conv_pair(conv: nn.Conv2d, first: torch.Tensor, second: torch.Tensor, act: str = "none") -> torch.Tensor:
-        """``act(conv(cat([first, second], 1)))`` as two convolutions on the weight's halves, summed: the same
-        result without writing the concatenated input (at 512x512: 30 ms instead of 8 ms cat + 28 ms conv); the sum
-        and ``act`` are post-ops of the second convolution where ``conv2d_act`` fuses them."""
-        split = first.shape[1]
-        second_half = F.conv2d(second, conv.weight[:, split:], None, padding=conv.padding)
-        return conv2d_act(first, conv.weight[:, :split], conv.bias, padding=conv.padding, act=act, other=second_half)
-
-    @staticmethod
-    def _conv_to_one(conv: nn.Conv2d, parts: list[torch.Tensor]) -> torch.Tensor:
-        """``conv(cat(parts, 1))`` for a k x k convolution with one output channel (the masks), without writing the
-        concatenated input: a 1x1 product per part gives the k*k taps of every pixel (a one-channel part is one
-        broadcast multiply), then each tap is added at its offset. oneDNN runs a one-output 3x3 convolution at about
-        18 GFLOP/s: at 64 patches of 64x64 with 65 input channels this takes 10 ms instead of 28 ms (cat +
-        convolution), and the whole-image SS-Net at 512x512 0.13 s instead of 0.155 s; same result to 3e-6.
-        In bfloat16 (whole image, 512x512) the stage takes 0.045 s this way and 0.049 s with cat + convolution.
-        On a GPU, bound by kernel launches at these sizes, the concatenation and one convolution stay (an H200 took
-        0.004 s per 512x512 SS-Net with the taps against 0.002 s without)."""
-        if parts[0].device.type != "cpu":
-            return conv(torch.cat(parts, 1))
-        k, pad = conv.kernel_size[0], conv.padding[0]
-        taps_weight = conv.weight[0].permute(1, 2, 0).reshape(k * k, -1, 1, 1)  # (k*k, C, 1, 1): tap t = k*ky + kx
-        taps, start = None, 0
-        for part in parts:  # taps (N, k*k, H, W)
-            stop = start + part.shape[1]
-            weight = taps_weight[:, start:stop]
-            if part.shape[1] == 1 and taps is not None:
-                taps.addcmul_(part, weight.to(taps.dtype).view(1, k * k, 1, 1))
-            else:
-                term = F.conv2d(part, weight)
-                taps = term if taps is None else taps.add_(term)
-            start = stop
-        height, width = taps.shape[-2:]
-        taps = F.pad(taps, (pad, pad, pad, pad)).contiguous()  # (N, k*k, H+2p, W+2p), planar for the shifted adds
-        out = taps[:, :1, :height, :width] + conv.bias.to(taps.dtype).view(1, 1, 1, 1)  # (N, 1, H, W)
-        for t in range(1, k * k):
-            ky, kx = divmod(t, k)
-            out += taps[:, t : t + 1, ky : ky + height, kx : kx + width]
-        return out
-
     def forward(self, lr_features: torch.Tensor, ref: torch.Tensor, base: torch.Tensor | None = None):
+        """lr_features (N, Cl, p, p), ref (N, hr_in_channels, p*s, p*s), base None or (N, 3, p*s, p*s) ->
+        (sr (N, 3, p*s, p*s), M(0) (N, 1, p*s, p*s))."""
         hr = self.hr_features(ref)  # L+1 maps, finest first
-        coarse = hr[self.levels]  # (N, c, p, p): the LR patch's scale
-        mask_logit, mask = self._mask(self.mask_coarse(torch.cat([lr_features, coarse], 1)))
-        fused = conv2d_act(torch.cat([lr_features, coarse * mask], 1), self.fuse_coarse.weight, self.fuse_coarse.bias,
-                           padding=1, act=self.fuse_activation)
+        coarse = hr[self.levels]  # F_HR(L) (N, c, p, p): the LR patch's scale
+        mask_logit, mask = self._mask(self.mask_coarse(lr_features, coarse))
+        fused = self.fuse_act(self.fuse_coarse(lr_features, coarse * mask))  # F_fuse(L) (N, c, p, p)
         for k in range(self.levels):  # level i = L-1-k, twice the resolution each time
-            hr_i = hr[self.levels - 1 - k]
-            sub = F.pixel_shuffle(self.subpixel[k](fused), 2)  # SP(F_fuse(i+1)): (N, c, 2h, 2w)
-            carried = F.interpolate(mask_logit, scale_factor=2, mode="nearest")
-            mask_logit, mask = self._mask(self._conv_to_one(self.masks[k], [sub, hr_i, carried]))
-            fused = self._conv_pair(self.fuses[k], F.interpolate(fused, scale_factor=2, mode="nearest"), hr_i * mask,
-                                    act=self.fuse_activation)
+            hr_i = hr[self.levels - 1 - k]  # F_HR(i) (N, c, 2h, 2w)
+            sub = F.pixel_shuffle(self.subpixel[k](fused), 2)  # SP(F_fuse(i+1)): (N, 4c, h, w) -> (N, c, 2h, 2w)
+            carried = F.interpolate(mask_logit, scale_factor=2, mode="nearest")  # up(M_L(i+1)) (N, 1, 2h, 2w)
+            mask_logit, mask = self._mask(self.masks[k](sub, hr_i, carried))
+            up = F.interpolate(fused, scale_factor=2, mode="nearest")  # up(F_fuse(i+1)) (N, c, 2h, 2w)
+            fused = self.fuse_act(self.fuses[k](up, hr_i * mask))  # F_fuse(i)
         sr = self.out(fused)
         if self.residual and base is not None:
             sr = sr + base
         return sr, mask
+
+    # The former concatenation-free helpers, now lfrefsr.models.ops kernels (tests/test_ssnet.py calls them)
+    @staticmethod
+    def _conv_pair(conv: nn.Conv2d, first: torch.Tensor, second: torch.Tensor, act: str = "none") -> torch.Tensor:
+        from lfrefsr.models.ops import conv2d_split
+
+        return conv2d_split([first, second], conv.weight, conv.bias, padding=conv.padding, act=act)
+
+    @staticmethod
+    def _conv_to_one(conv: nn.Conv2d, parts: list[torch.Tensor]) -> torch.Tensor:
+        from lfrefsr.models.ops import conv2d_taps
+
+        return conv2d_taps(parts, conv.weight, conv.bias, padding=conv.padding)

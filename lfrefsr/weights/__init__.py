@@ -71,8 +71,10 @@ def load_file(path: str | Path) -> dict:
 def load_network(kind: str, weights: str | Path | None = None, device: str = "cpu", shipped: str | None = None):
     """(model in eval mode, the weights file's dict) for network ``kind`` (ccnet, sisr, ssnet) from ``weights`` or
     the shipped file ``shipped`` (default: ``kind``). A file of another architecture is refused with one line.
-    The model is for inference: BatchNorm layers are folded into their convolutions."""
+    The model is for inference (``prepare_for_inference``: BatchNorm folded, the CPU kernels swapped in,
+    channels-last weights); it computes what the plain network with these weights computes."""
     from lfrefsr.models import build_model
+    from lfrefsr.models.inference import prepare_for_inference
 
     path = Path(weights) if weights is not None else verify(shipped or kind)
     state = load_file(path)
@@ -86,12 +88,7 @@ def load_network(kind: str, weights: str | Path | None = None, device: str = "cp
     except RuntimeError as exc:
         raise LfrefsrError(f"weights do not fit the {expected} architecture ({str(exc).splitlines()[0]})",
                            path) from None
-    # channels-last weights make every convolution run channels-last (oneDNN's fast path on CPU: 1.5-2x in float32
-    # and ~8x in bf16 on this machine's AMX, benchmarks in the issue-6 note); outputs are the same numbers
-    model.eval()
-    if hasattr(model, "fold_batch_norm"):  # an inference model: BatchNorm folded into the convolutions
-        model.fold_batch_norm()
-    return model.to(device=device, memory_format=torch.channels_last), state
+    return prepare_for_inference(model.to(device=device)), state
 
 
 def load_ccnet(weights: str | Path | None = None, device: str = "cpu"):
