@@ -214,25 +214,32 @@ def test_tiled_whole_image_synthesis_equals_one_piece(scale):
 def test_conv_pair_equals_the_convolution_of_the_concatenation():
     import torch.nn as nn
 
+    from lfrefsr.models.ops import conv2d_split
+
     torch.manual_seed(0)
     conv = nn.Conv2d(12, 5, 3, padding=1)
     first, second = torch.randn(2, 7, 9, 11), torch.randn(2, 5, 9, 11)
-    torch.testing.assert_close(SSNet._conv_pair(conv, first, second), conv(torch.cat([first, second], 1)),
-                               rtol=1e-5, atol=1e-5)
+    split = conv2d_split([first, second], conv.weight, conv.bias, padding=conv.padding)
+    torch.testing.assert_close(split, conv(torch.cat([first, second], 1)), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("kernel", [3, 5])
 def test_conv_to_one_equals_the_convolution_of_the_concatenation(kernel):
     import torch.nn as nn
 
+    from lfrefsr.models.ops import conv2d_taps
+
     torch.manual_seed(0)
     conv = nn.Conv2d(13, 1, kernel, padding=kernel // 2)
     parts = [torch.randn(2, 7, 9, 11), torch.randn(2, 5, 9, 11), torch.randn(2, 1, 9, 11)]
     expected = conv(torch.cat(parts, 1))
-    torch.testing.assert_close(SSNet._conv_to_one(conv, parts), expected, rtol=1e-5, atol=1e-5)
+    def taps(parts):
+        return conv2d_taps(parts, conv.weight, conv.bias, padding=conv.padding)
+
+    torch.testing.assert_close(taps(parts), expected, rtol=1e-5, atol=1e-5)
     channels_last = [part.to(memory_format=torch.channels_last) for part in parts]
-    torch.testing.assert_close(SSNet._conv_to_one(conv, channels_last), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(taps(channels_last), expected, rtol=1e-5, atol=1e-5)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        half = SSNet._conv_to_one(conv, [part.bfloat16() for part in parts])
+        half = taps([part.bfloat16() for part in parts])
     assert half.dtype == torch.bfloat16
     torch.testing.assert_close(half.float(), expected, rtol=0.05, atol=0.25)  # bf16 sums of ~100 terms

@@ -46,3 +46,25 @@ def test_networks_load_channels_last_and_give_the_contiguous_result(name):
             fast, slow = model(features, guide, base)[0], plain(features, guide, base)[0]
     assert fast.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(fast.contiguous(), slow, atol=1e-5, rtol=1e-5)
+
+
+def test_ship_records_the_recipe_as_it_trained(tmp_path, monkeypatch):
+    """What ``ship`` writes is what tests/test_recipes.py compares a recipe with: its config with ``base:`` merged."""
+    import json
+    from pathlib import Path
+
+    from lfrefsr import weights
+    from lfrefsr.models.srresnet import SRResNetNN
+    from lfrefsr.training.common import load_config, save_checkpoint
+
+    monkeypatch.setattr(weights, "HERE", tmp_path)
+    monkeypatch.setattr(weights, "MANIFEST", tmp_path / "manifest.json")
+    source = tmp_path / "run" / "weights.pt"
+    source.parent.mkdir()
+    config = {"name": "srresnet", "scale": 8, "num_blocks": 1, "features": 8}
+    save_checkpoint(source, model_config=config, state_dict=SRResNetNN(**{k: v for k, v in config.items()
+                                                                         if k != "name"}).state_dict())
+    recipe = str(Path(__file__).resolve().parents[1] / "pipelines" / "sisr_cpu.yaml")
+    weights.ship("sisr", source, config=recipe, command="lfrefsr train sisr --config pipelines/sisr_cpu.yaml")
+    entry = json.loads((tmp_path / "manifest.json").read_text())["sisr"]
+    assert entry["trained_config"] == load_config(recipe) and (tmp_path / "sisr.pt").is_file()

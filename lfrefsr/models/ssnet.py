@@ -124,16 +124,3 @@ class SSNet(nn.Module):
         if self.residual and base is not None:
             sr = sr + base
         return sr, mask
-
-    # The former concatenation-free helpers, now lfrefsr.models.ops kernels (tests/test_ssnet.py calls them)
-    @staticmethod
-    def _conv_pair(conv: nn.Conv2d, first: torch.Tensor, second: torch.Tensor, act: str = "none") -> torch.Tensor:
-        from lfrefsr.models.ops import conv2d_split
-
-        return conv2d_split([first, second], conv.weight, conv.bias, padding=conv.padding, act=act)
-
-    @staticmethod
-    def _conv_to_one(conv: nn.Conv2d, parts: list[torch.Tensor]) -> torch.Tensor:
-        from lfrefsr.models.ops import conv2d_taps
-
-        return conv2d_taps(parts, conv.weight, conv.bias, padding=conv.padding)

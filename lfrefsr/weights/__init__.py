@@ -98,17 +98,19 @@ def load_ccnet(weights: str | Path | None = None, device: str = "cpu"):
 
 
 def ship(kind: str, source: str | Path, *, config: str, command: str) -> Path:
-    """Copy a trained ``weights.pt`` into the package and record its sha256, config and command."""
+    """Copy a trained ``weights.pt`` into the package and record its sha256, config (the recipe's path), the
+    recipe as it trained (``trained_config``, with its ``base:`` merged; tests/test_recipes.py compares the recipe
+    with it) and command."""
     import shutil
 
-    from lfrefsr.training.common import sha256
+    from lfrefsr.training.common import load_config, sha256
 
     state = load_file(source)  # refuse anything that would not load
     target = HERE / f"{kind}.pt"
     shutil.copyfile(source, target)
     entries = manifest()
     entries[kind] = {"file": target.name, "sha256": sha256(target), "config": config, "command": command,
-                     "meta": state.get("meta", {})}
+                     "meta": state.get("meta", {}), "trained_config": load_config(config)}
     from lfrefsr.io.atomic import write_text
 
     write_text(MANIFEST, json.dumps(entries, indent=2, sort_keys=True) + "\n")
