@@ -307,3 +307,36 @@ def test_patchmatch_baseline_recovers_a_shifted_reference():
     sr = get_method("patchmatch", scale=8, search_range=16)(lr, hr[0, 0])
     assert sr.shape == (3, 128, 128)
     assert metrics.psnr(sr, hr[1, 1]) > metrics.psnr(protocol.upsample(lr, 8), hr[1, 1]) + 1.0
+
+
+def test_dense_flow_interpolates_between_the_centres_and_holds_beyond():
+    from lfrefsr.correspondence.matches import Matches
+
+    rows, cols, stride = 3, 4, 8
+    ys, xs = torch.meshgrid(torch.arange(rows) * stride, torch.arange(cols) * stride, indexing="ij")
+    flow = torch.stack([0.5 * xs + 1.0, -0.25 * ys]).float()  # affine in the HR pixel: bilinear is exact on it
+    matches = Matches(stride, flow + torch.stack([xs, ys]).float(), torch.zeros(rows, cols), torch.ones(rows, cols))
+    dense = matches.dense_flow((rows * stride, cols * stride))  # (2, 24, 32)
+    assert dense.shape == (2, 24, 32)
+    torch.testing.assert_close(dense[:, ::stride, ::stride], flow)
+    inside_y, inside_x = torch.meshgrid(torch.arange(17).float(), torch.arange(25).float(), indexing="ij")
+    torch.testing.assert_close(dense[:, :17, :25], torch.stack([0.5 * inside_x + 1.0, -0.25 * inside_y]))
+    torch.testing.assert_close(dense[:, 20, 30], flow[:, -1, -1])  # held beyond the last centre
+
+
+def test_dis_refined_from_a_start_finds_a_motion_dis_alone_misses():
+    import cv2
+
+    from lfrefsr.methods.flowwarp import dis_flow
+
+    rng = np.random.default_rng(0)
+    texture = cv2.GaussianBlur((rng.random((160, 320)) * 255).astype(np.uint8), (0, 0), 3)
+    texture = cv2.normalize(texture, None, 0, 255, cv2.NORM_MINMAX)
+    shift = 60  # target(x) = source(x + 60): beyond DIS's coarsest scale on 160 px
+    target, source = np.ascontiguousarray(texture[:, shift : shift + 160]), np.ascontiguousarray(texture[:, :160])
+    alone = dis_flow(target, source)
+    start = torch.zeros(2, 160, 160)
+    start[0] = shift - 2
+    refined = dis_flow(target, source, init=start)
+    assert abs(float(alone[0].median()) - shift) > 10
+    assert abs(float(refined[0].median()) - shift) < 0.5

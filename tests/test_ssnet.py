@@ -133,7 +133,9 @@ def _networks(tiny_weights, variant: str) -> dict:
 
 @pytest.mark.parametrize("variant,options", [("default", {}), ("default", {"tile": 4, "back_project": 0}),
                                              ("paper", {"stride": 4}), ("paper", {"epipolar": True, "stride": 8}),
-                                             ("default", {"precision": "bf16"})])
+                                             ("default", {"precision": "bf16"}),
+                                             ("default", {"ccnet_candidates": True, "medium_candidate": True,
+                                                          "ccnet_search": 16})])
 def test_refsr_method_end_to_end(tiny_weights, variant, options):
     from lfrefsr.methods import ViewHint, get_method
 

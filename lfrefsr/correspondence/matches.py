@@ -30,3 +30,16 @@ class Matches:
     def flow(self) -> torch.Tensor:
         """(2, Ny, Nx): matched position minus centre (the SPEC flow convention)."""
         return self.position - self.centres
+
+    def dense_flow(self, size: tuple[int, int]) -> torch.Tensor:
+        """The flow at every HR pixel of an image of ``size`` (H, W) -> (2, H, W): bilinear between the centres
+        (HR pixels ``stride * i``), held beyond the last ones."""
+        from lfrefsr.warp import sample
+
+        flow = self.flow.float()  # (2, Ny, Nx)
+        _, rows, cols = flow.shape
+        height, width = size
+        ys = (torch.arange(height, dtype=torch.float32, device=flow.device) / self.stride).clamp(max=rows - 1)
+        xs = (torch.arange(width, dtype=torch.float32, device=flow.device) / self.stride).clamp(max=cols - 1)
+        grid_y, grid_x = torch.meshgrid(ys, xs, indexing="ij")  # each (H, W), in centre units
+        return sample(flow[None], torch.stack([grid_x, grid_y])[None])[0]  # (2, H, W)

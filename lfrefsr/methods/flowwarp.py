@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -40,6 +41,7 @@ class FlowContext:
     ref: torch.Tensor  # (3, H, W) the HR reference
     ref_gray: np.ndarray  # (H, W) uint8 luma of the reference blurred as the LR camera sees it: DIS's input
     disparity: list[torch.Tensor] | None = None  # a light field's disparity hypotheses, each (H, W) (refsr)
+    ccnet: Any = None  # CC-Net's dense reference features (refsr with ``ccnet_candidates``)
 
 
 def _gray_u8(image: torch.Tensor) -> np.ndarray:
@@ -58,18 +60,22 @@ CLEAN_DIS = {"patch": 8, "iterations": 10}
 NOISY_DIS = {"patch": 12, "iterations": 1}
 
 
-def dis_flow(target: np.ndarray, source: np.ndarray, preset: str = "default", patch: int | None = None
-             ) -> torch.Tensor:
+def dis_flow(target: np.ndarray, source: np.ndarray, preset: str = "default", patch: int | None = None,
+             init: torch.Tensor | None = None) -> torch.Tensor:
     """DIS flow (2, H, W) such that ``target(x) ~ source(x + flow(x))``: OpenCV's ``preset`` (``default`` is FAST),
-    with ``patch``-pixel patches where given (else the preset's own)."""
+    with ``patch``-pixel patches where given (else the preset's own), refined from the flow ``init`` (2, H, W)
+    where given (DIS takes it as its starting point at every scale)."""
     dis = cv2.DISOpticalFlow_create(_PRESETS["fast" if preset == "default" else preset])
     if patch is not None:
         dis.setPatchSize(int(patch))
     height, width = target.shape
+    start = None if init is None else np.ascontiguousarray(init.float().permute(1, 2, 0).cpu().numpy())  # (H, W, 2)
     pad_y, pad_x = max(0, _MIN_SIDE - height), max(0, _MIN_SIDE - width)
     if pad_y or pad_x:  # DIS refuses images smaller than its patches: pad by reflection, crop the flow after
         target, source = (cv2.copyMakeBorder(im, 0, pad_y, 0, pad_x, cv2.BORDER_REFLECT) for im in (target, source))
-    flow = dis.calc(target, source, None)[:height, :width]  # (H, W, 2)
+        if start is not None:
+            start = cv2.copyMakeBorder(start, 0, pad_y, 0, pad_x, cv2.BORDER_REFLECT)
+    flow = dis.calc(target, source, start)[:height, :width]  # (H, W, 2)
     return torch.from_numpy(np.ascontiguousarray(flow)).permute(2, 0, 1).contiguous()  # (2, H, W)
 
 
@@ -177,14 +183,16 @@ class FlowWarp(Method):
         return FlowContext(ref, _gray_u8(protocol.blur(ref, self.scale, self.psf)))
 
     def align(self, lr: torch.Tensor, context: FlowContext, flow_error: torch.Tensor | None = None,
-              candidates: list[torch.Tensor] | None = None, patches: tuple[int, ...] | None = None) -> dict:
+              candidates: list[torch.Tensor] | None = None, patches: tuple[int, ...] | None = None,
+              starts: list[torch.Tensor] | None = None, presets: tuple[str, ...] = ()) -> dict:
         """The flowwarp chain for LR target (3, h, w), keeping its intermediates (refsr builds on them):
         flow (1, 2, H, W) target -> reference, warped (1, 3, H, W) reference aligned to the target, weight
         (1, 1, H, W) trust in the warp, result (1, 3, H, W) the flowwarp output. ``flow_error`` (2, H, W) is added
         to the flow (SS-Net training: real flows are less accurate than DIS on synthetic pairs). ``candidates``, other
         flows (2, H, W) (from a light field's shared disparity): per LR pixel, the best of them and DIS is kept; for
         a noisy LR camera (``capture.noisy``) the candidates alone, without DIS. ``patches``: DIS runs once per patch
-        side given (default: this camera's one) and the flows compete like candidates.
+        side given (default: this camera's one) and the flows compete like candidates. ``starts``, flows (2, H, W)
+        (CC-Net's matches): DIS refined from each competes too; ``presets``: so does DIS with each further preset.
 
         Why: a noisy or compressed LR view cannot tell a slightly wrong warp from a right one, and DIS, run on that
         one view, is the flow most often wrong. hci-backgammon, reference warped by the selected flow, 10 views:
@@ -198,6 +206,9 @@ class FlowWarp(Method):
         if not flows or not noisy(self.noise):
             flows[:0] = [dis_flow(up_gray, context.ref_gray, self.preset, patch)[None].to(self.device)
                          for patch in patches or (self.patch,)]
+        flows += [dis_flow(up_gray, context.ref_gray, self.preset, self.patch, init=start)[None].to(self.device)
+                  for start in starts or ()]
+        flows += [dis_flow(up_gray, context.ref_gray, preset)[None].to(self.device) for preset in presets]
         if flow_error is not None:
             flows[0] = flows[0] + flow_error[None].to(flows[0])
         flow = flows[0] if len(flows) == 1 else select_flow(ref[None], lr, self.scale, flows, psf=self.psf,

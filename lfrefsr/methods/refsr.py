@@ -70,6 +70,12 @@ class RefSROptions(SynthesisOptions, CameraOptions):
                                     "offer its flows beside DIS (--per-view: each view alone)", flag="--lightfield")
     back_project: int = option(10, "Back-projection steps after SS-Net (skipped for a noisy LR camera)")
     tile: int | None = option(64, "SS-Net tile side in LR pixels, which bounds memory (None: the whole image)")
+    # Large motion (issue 19, not yet the default: +0.05 to +0.25 dB on the Sintel dev clips at 3-4x the seconds
+    # per frame; see the issue note). Clean LR cameras only: the noisy rule keeps its candidates.
+    ccnet_candidates: bool = option(False, "Also offer CC-Net's matches (7x7 aggregation), densified from the 8-px "
+                                           "centre grid, and DIS refined from them, as candidate flows")
+    ccnet_search: int = option(48, "CC-Net's search range in HR pixels for ccnet_candidates (2-D, +-)")
+    medium_candidate: bool = option(False, "Also offer DIS with the MEDIUM preset as a candidate flow")
 
 
 @register
@@ -93,10 +99,17 @@ class RefSR(Method):
                                            recipe="pipelines/ssnet_cpu.yaml")
         self.precision = self.synthesis.precision
         self.flowwarp = FlowWarp(scale, self.device, psf=self.psf, noise=self.noise)
+        self.matcher = None
+        if chosen.ccnet_candidates:
+            from lfrefsr.correspondence.matchers import get_matcher
+
+            self.matcher = get_matcher("ccnet", scale=scale, search_range=chosen.ccnet_search,
+                                       device=str(self.device), precision=self.precision)
 
     @classmethod
     def networks(cls, options: RefSROptions) -> dict[str, str]:
-        return SynthesisNetworks.names(options, "ssnet")
+        found = SynthesisNetworks.names(options, "ssnet")
+        return {**found, "ccnet": "ccnet"} if options.ccnet_candidates else found
 
     @torch.inference_mode()
     def prepare(self, ref: torch.Tensor, views: list[tuple[ViewHint, torch.Tensor]] | None = None) -> FlowContext:
@@ -110,6 +123,8 @@ class RefSR(Method):
             disparity = estimate_disparity(ref, grid_views, self.scale, psf=self.psf,
                                            **sweep_settings(self.noise, self.chroma))  # (H, W)
             context.disparity = disparity_hypotheses(disparity)  # [(H, W)]
+        if self.matcher is not None:
+            context.ccnet = self.matcher.prepare(ref)
         return context
 
     def super_resolve_with_mask(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None = None):
@@ -132,8 +147,14 @@ class RefSR(Method):
         if context.disparity is not None and hint is not None and hint.grid_offset:
             candidates = [view_flow(d, hint.grid_offset) for d in context.disparity]  # each (2, H, W)
         several = not candidates and not noisy(self.noise)
-        aligned = self.flowwarp.align(lr, context, candidates=candidates,
-                                      patches=DIS_PATCHES if several else None)  # each (1, C, H, W)
+        starts, presets = [], ()
+        if not noisy(self.noise):
+            if self.matcher is not None:
+                coarse = self.matcher.match(lr, context.ccnet).dense_flow(context.ref.shape[-2:])  # (2, H, W)
+                candidates, starts = [*candidates, coarse], [coarse]
+            presets = ("medium",) if self.options.medium_candidate else ()
+        aligned = self.flowwarp.align(lr, context, candidates=candidates, patches=DIS_PATCHES if several else None,
+                                      starts=starts, presets=presets)  # each (1, C, H, W)
         guide = flow_guide(aligned)  # (7, H, W)
         seen = lr[None]  # (1, 3, h, w)
         if self.psf > 0 or noisy(self.noise):  # an LR camera other than the protocol's
