@@ -111,14 +111,18 @@ def test_a_noisy_light_field_view_chooses_among_the_disparity_flows_alone():
 
 
 def test_refsr_lets_dis_at_several_patch_sizes_compete_where_no_disparity_helps(monkeypatch):
-    """A video frame (no light-field disparity): DIS runs at each of DIS_PATCHES and the flows compete per LR pixel;
-    flowwarp itself runs the camera's one patch size."""
+    """A video frame (no light-field disparity): DIS runs at each of DIS_PATCHES, and with the MEDIUM preset (its own
+    patches), and the flows compete per LR pixel; flowwarp itself runs the camera's one patch size."""
     from lfrefsr.methods import flowwarp
     from lfrefsr.methods.refsr import DIS_PATCHES
 
     seen = []
     real = flowwarp.dis_flow
-    monkeypatch.setattr(flowwarp, "dis_flow", lambda *args: seen.append(args[3]) or real(*args))
+    def spy(target, source, preset="default", patch=None, **kwargs):
+        seen.append(patch)
+        return real(target, source, preset, patch, **kwargs)
+
+    monkeypatch.setattr(flowwarp, "dis_flow", spy)
     data = make_video(frames=2, size=(64, 64), seed=1)
     lr = protocol.to_float(protocol.make_lr(data["hr"][1], 4))
     ref = protocol.to_float(data["hr"][0])
@@ -128,4 +132,4 @@ def test_refsr_lets_dis_at_several_patch_sizes_compete_where_no_disparity_helps(
     hr8 = protocol.to_float(make_video(frames=2, size=(128, 128), seed=1)["hr"][1])  # refsr's networks are x8
     lr8 = protocol.downsample(hr8[None], 8)[0]
     sr = get_method("refsr", scale=8)(lr8, hr8)
-    assert seen == list(DIS_PATCHES) and sr.shape == hr8.shape
+    assert seen == [*DIS_PATCHES, None] and sr.shape == hr8.shape

@@ -70,12 +70,15 @@ class RefSROptions(SynthesisOptions, CameraOptions):
                                     "offer its flows beside DIS (--per-view: each view alone)", flag="--lightfield")
     back_project: int = option(10, "Back-projection steps after SS-Net (skipped for a noisy LR camera)")
     tile: int | None = option(64, "SS-Net tile side in LR pixels, which bounds memory (None: the whole image)")
-    # Large motion (issue 19, not yet the default: +0.05 to +0.25 dB on the Sintel dev clips at 3-4x the seconds
-    # per frame; see the issue note). Clean LR cameras only: the noisy rule keeps its candidates.
+    # Where DIS_PATCHES compete (no light-field disparity, a clean LR camera), further candidates. DIS MEDIUM, RGB
+    # PSNR, all frames, without -> with: Sintel alley_1 clean 32.56 -> 32.68, final 38.18 -> 38.20, seq-0016-0025
+    # 30.99 -> 31.09, the same with keyframes every 4 frames 30.30 -> 30.44, psf=gauss:0.6 32.03 -> 32.09 and
+    # 30.40 -> 30.51; 0.61 -> 0.67 s per alley_1 frame. CC-Net (opt-in: +0.05 to +0.17 dB more with DIS MEDIUM, at
+    # 3.6x the seconds per frame; the issue-19 note has the table).
+    medium_candidate: bool = option(True, "Also offer DIS with the MEDIUM preset as a candidate flow (video)")
     ccnet_candidates: bool = option(False, "Also offer CC-Net's matches (7x7 aggregation), densified from the 8-px "
-                                           "centre grid, and DIS refined from them, as candidate flows")
+                                           "centre grid, and DIS refined from them, as candidate flows (video)")
     ccnet_search: int = option(48, "CC-Net's search range in HR pixels for ccnet_candidates (2-D, +-)")
-    medium_candidate: bool = option(False, "Also offer DIS with the MEDIUM preset as a candidate flow")
 
 
 @register
@@ -148,10 +151,10 @@ class RefSR(Method):
             candidates = [view_flow(d, hint.grid_offset) for d in context.disparity]  # each (2, H, W)
         several = not candidates and not noisy(self.noise)
         starts, presets = [], ()
-        if not noisy(self.noise):
+        if several:
             if self.matcher is not None:
                 coarse = self.matcher.match(lr, context.ccnet).dense_flow(context.ref.shape[-2:])  # (2, H, W)
-                candidates, starts = [*candidates, coarse], [coarse]
+                candidates, starts = [coarse], [coarse]
             presets = ("medium",) if self.options.medium_candidate else ()
         aligned = self.flowwarp.align(lr, context, candidates=candidates, patches=DIS_PATCHES if several else None,
                                       starts=starts, presets=presets)  # each (1, C, H, W)
