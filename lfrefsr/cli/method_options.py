@@ -20,17 +20,19 @@ FLAG_NOUNS = {"--weights": "weights", "--lightfield": "light-field alignment", "
 OPTIONAL_FOR = ("--precision",)
 
 
-def _takers(flag: str) -> list[str]:
+def _registered(has) -> list[str]:
+    """The registered methods whose class ``has`` what is asked."""
     from lfrefsr.methods import available, method_class
 
-    return [name for name in available() if method_class(name).Options.with_flag(flag)]
+    return [name for name in available() if has(method_class(name))]
 
 
-def _refuse(flag: str, lacking: list[str], hint: str | None = None) -> None:
+def _refuse(flag: str, lacking: list[str]) -> None:
     names = ", ".join(repr(m) for m in lacking)
     what = "has" if len(lacking) == 1 else "have"
-    raise click.BadParameter(f"{flag} applies to {', '.join(_takers(flag))}; {names} {what} no {FLAG_NOUNS[flag]}",
-                             param_hint=hint or flag)
+    takers = _registered(lambda cls: cls.Options.with_flag(flag))
+    raise click.BadParameter(f"{flag} applies to {', '.join(takers)}; {names} {what} no {FLAG_NOUNS[flag]}",
+                             param_hint=flag)
 
 
 def cli_method_options(methods: list[str], flags: dict[str, Any], variant: str | None = None,
@@ -44,8 +46,9 @@ def cli_method_options(methods: list[str], flags: dict[str, Any], variant: str |
     if variant is not None:
         with_variants = [name for name in methods if method_class(name).variants]
         if not with_variants:
-            raise click.BadParameter(f"--variant applies to {', '.join(_takers_of_variants())}, which is not among "
-                                     "the methods", param_hint="--variant")
+            with_any = _registered(lambda cls: cls.variants)
+            raise click.BadParameter(f"--variant applies to {', '.join(with_any)}, which is not among the methods",
+                                     param_hint="--variant")
         for name in with_variants:
             chosen[name]["variant"] = variant
     for flag, value in flags.items():
@@ -55,10 +58,10 @@ def cli_method_options(methods: list[str], flags: dict[str, Any], variant: str |
         if flag in OPTIONAL_FOR:
             fields = {name: field for name, field in fields.items() if field and value != _default(name, field)}
         elif not any(fields.values()):
-            _refuse(flag, methods, "--lightfield" if flag == "--lightfield" else None)
+            _refuse(flag, methods)
         for name, field in fields.items():
             if field:
-                chosen[name][field] = str(value) if hasattr(value, "__fspath__") else value
+                chosen[name][field] = value
     for key, value in extra:
         takers = [name for name in methods if any(f.name == key for f in method_class(name, chosen[name]).Options
                                                   .declared())]
@@ -79,12 +82,6 @@ def _default(method: str, field: str) -> Any:
     from lfrefsr.methods import method_class
 
     return next(f.default for f in method_class(method).Options.declared() if f.name == field)
-
-
-def _takers_of_variants() -> list[str]:
-    from lfrefsr.methods import available, method_class
-
-    return [name for name in available() if method_class(name).variants]
 
 
 @click.command("methods")

@@ -73,7 +73,7 @@ class RefSROptions(SynthesisOptions, CameraOptions):
     # Where DIS_PATCHES compete (no light-field disparity, a clean LR camera), further candidates. DIS MEDIUM, RGB
     # PSNR, all frames, without -> with: Sintel alley_1 clean 32.56 -> 32.68, final 38.18 -> 38.20, seq-0016-0025
     # 30.99 -> 31.09, the same with keyframes every 4 frames 30.30 -> 30.44, psf=gauss:0.6 32.03 -> 32.09 and
-    # 30.40 -> 30.51; 0.61 -> 0.67 s per alley_1 frame. CC-Net (opt-in: +0.05 to +0.17 dB more with DIS MEDIUM, at
+    # 30.40 -> 30.51; 0.61 -> 0.65-0.67 s per alley_1 frame. CC-Net (opt-in: +0.05 to +0.17 dB more with DIS MEDIUM, at
     # 3.6x the seconds per frame; the issue-19 note has the table).
     medium_candidate: bool = option(True, "Also offer DIS with the MEDIUM preset as a candidate flow (video)")
     ccnet_candidates: bool = option(False, "Also offer CC-Net's matches (7x7 aggregation), densified from the 8-px "
@@ -126,7 +126,7 @@ class RefSR(Method):
             disparity = estimate_disparity(ref, grid_views, self.scale, psf=self.psf,
                                            **sweep_settings(self.noise, self.chroma))  # (H, W)
             context.disparity = disparity_hypotheses(disparity)  # [(H, W)]
-        if self.matcher is not None:
+        if self.matcher is not None and context.disparity is None and not noisy(self.noise):  # where it is used
             context.ccnet = self.matcher.prepare(ref)
         return context
 
