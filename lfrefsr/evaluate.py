@@ -73,6 +73,27 @@ def evaluate_store(store: Store, methods: list[str], tasks, *, device="cpu", pro
     return results
 
 
+def temporal_consistency(store: Store, methods: list[str], tasks) -> dict:
+    """The flicker of each method's result and of the HR frames (``lfrefsr.temporal``) over the consecutive scored
+    frames: {"hr": entry, method: entry}, entry = {"flicker": mean, "flicker_per_pair": [{"frame": t, ...}]}."""
+    from lfrefsr import temporal
+
+    def frame(array: str, t: int):
+        data = store.read(array, (t,)) if array == "hr" else store.read_result(array, (t,))
+        return protocol.to_float(data, store.dtype)
+
+    pairs = [temporal.pair_flow(t, frame("hr", t), frame("hr", t + 1))
+             for t, _ in temporal.consecutive_pairs([task.target[0] for task in tasks if store.hr_known[task.target]])]
+    found = {}
+    for name in ["hr", *methods]:
+        per_pair = [{"frame": pair.frame, "flicker": temporal.flicker(pair, frame(name, pair.frame),
+                                                                       frame(name, pair.frame + 1))}
+                    for pair in pairs]
+        values = [row["flicker"] for row in per_pair if np.isfinite(row["flicker"])]
+        found[name] = {"flicker": float(np.mean(values)) if values else float("nan"), "flicker_per_pair": per_pair}
+    return found
+
+
 def degrade_store(store: Store, degradation: Degradation | None) -> tuple[Store, dict | None]:
     """Replace every LR view of an eval store (HR known everywhere) by its degraded version, in store order (the
     order of an H.264 stream), and record the degradation in the store's attributes. -> the store opened again
@@ -126,9 +147,15 @@ def evaluate_video(src, methods, *, scale=8, max_frames=None, device="cpu", prog
         else:
             tasks = plan(store, reference_mode=ReferenceMode.KEYFRAME, keyframe_every=keyframe_every)
         results = evaluate_store(store, methods, tasks, device=device, progress=progress, method_options=method_options)
+        consistency = temporal_consistency(store, methods, tasks)
+    for name in methods:
+        results[name].update(consistency[name])
     keyframes = {} if keyframe_every is None else {"keyframe_every": keyframe_every}
     return _degraded({"kind": "video", "src": str(src), "scale": scale, "frames": store.view_shape[0],
-                      "shape_hr": list(store.shape_hr), **keyframes, "methods": results}, degradation, estimate)
+                      "shape_hr": list(store.shape_hr), **keyframes,
+                      "flicker_hr": consistency["hr"]["flicker"],
+                      "flicker_hr_per_pair": consistency["hr"]["flicker_per_pair"], "methods": results},
+                     degradation, estimate)
 
 
 def write_json(result: dict, path) -> None:
@@ -136,9 +163,13 @@ def write_json(result: dict, path) -> None:
 
 
 def table(result: dict) -> str:
-    """A short text table of the mean scores."""
-    lines = [f"{'method':<12} {'PSNR RGB':>9} {'PSNR Y':>8} {'SSIM Y':>7} {'s/view':>8}"]
+    """A short text table of the mean scores (video: with the flicker, the HR frames' own beneath)."""
+    video = "flicker_hr" in result
+    header = f"{'method':<12} {'PSNR RGB':>9} {'PSNR Y':>8} {'SSIM Y':>7} {'s/view':>8}"
+    lines = [header + (" flicker" if video else "")]
     for name, row in result["methods"].items():
         lines.append(f"{name:<12} {row['psnr_rgb']:>9.2f} {row['psnr_y']:>8.2f} {row['ssim_y']:>7.4f} "
-                     f"{row['seconds']:>8.3f}")
+                     f"{row['seconds']:>8.3f}" + (f" {row['flicker']:>7.2f}" if video else ""))
+    if video:
+        lines.append(f"{'HR frames':<12} {'':>9} {'':>8} {'':>7} {'':>8} {result['flicker_hr']:>7.2f}")
     return "\n".join(lines)

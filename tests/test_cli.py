@@ -434,6 +434,10 @@ def test_eval_video_json(frames_dir, out_dir):
     assert data["kind"] == "video" and data["src"] == str(frames_dir) and data["scale"] == 8
     assert data["shape_hr"] == list(VIDEO_SIZE) and list(data["methods"]) == ["bicubic"]
     _check_method_entry(data["methods"]["bicubic"], "frame", list(range(1, VIDEO_FRAMES)))
+    pairs = list(range(1, VIDEO_FRAMES - 1))  # (t, t+1) among the scored frames 1..T-1
+    assert [row["frame"] for row in data["flicker_hr_per_pair"]] == pairs and data["flicker_hr"] >= 0
+    entry = data["methods"]["bicubic"]
+    assert [row["frame"] for row in entry["flicker_per_pair"]] == pairs and np.isfinite(entry["flicker"])
 
 
 def test_eval_video_with_keyframes_scores_the_in_between_frames_from_the_latest_keyframe(frames_dir, out_dir):
