@@ -226,7 +226,7 @@ plt.show()'''),
 ]
 
 VIDEO = [
-    ("md", "# Video: frames over time, PSNR per frame for each reference mode, SS-Net's occlusion masks\n"
+    ("md", "# Video: frames over time, PSNR per frame for each reference mode, flicker, SS-Net's confidences\n"
            "The embedded clip (synthetic, moving layers), and Sintel `alley_1` when `../shared/data` is present."),
     ("code", SETUP),
     ("code", '''\
@@ -252,6 +252,27 @@ for axis, name in zip(np.atleast_1d(axes), sources, strict=True):
     axis.set_title(f"{name}: {method} PSNR per frame")
     axis.set_xlabel("frame")
     axis.set_ylabel("dB")
+    axis.legend()
+    axis.grid(alpha=0.3)
+plt.show()'''),
+    ("md", "Flicker per pair of consecutive frames (`eval video`'s `flicker`): the mean absolute difference between "
+           "frame t and frame t+1 warped back by the HR frames' flow, where that flow is consistent both ways. The HR "
+           "frames' own figure is what the flow cannot explain; above it is flicker a method added."),
+    ("code", '''\
+from lfrefsr.evaluate import evaluate_video
+
+fig, axes = plt.subplots(1, len(sources), figsize=(6 * len(sources), 3.5))
+for axis, name in zip(np.atleast_1d(axes), sources, strict=True):
+    result = evaluate_video(sources[name], sorted({"bicubic", "flowwarp", method}), progress=False,
+                            max_frames=3 if QUICK else None)
+    rows = {"HR frames": result["flicker_hr_per_pair"]}
+    rows.update({label: entry["flicker_per_pair"] for label, entry in result["methods"].items()})
+    for label, per_pair in rows.items():
+        axis.plot([row["frame"] for row in per_pair], [row["flicker"] for row in per_pair], marker="o",
+                  label=label, linestyle="--" if label == "HR frames" else "-")
+    axis.set_title(f"{name}: flicker per frame pair (t, t+1)")
+    axis.set_xlabel("frame t")
+    axis.set_ylabel("mean |difference| (0-255)")
     axis.legend()
     axis.grid(alpha=0.3)
 plt.show()'''),
