@@ -31,9 +31,9 @@ class PairFlow:
 def pair_flow(frame: int, hr_t: torch.Tensor, hr_next: torch.Tensor) -> PairFlow:
     """The HR frames' flow from frame t (3, H, W) to t+1 (3, H, W), floats in [0, 1]: DIS MEDIUM both ways, valid
     where the round trip returns within ``CONSISTENT_PX`` and the flow stays in the frame."""
-    from lfrefsr.methods.flowwarp import _gray_u8, dis_flow
+    from lfrefsr.methods.flowwarp import dis_flow, gray_u8
 
-    gray_t, gray_next = _gray_u8(hr_t), _gray_u8(hr_next)
+    gray_t, gray_next = gray_u8(hr_t), gray_u8(hr_next)
     forward = dis_flow(gray_t, gray_next, "medium")[None]  # (1, 2, H, W)
     backward = dis_flow(gray_next, gray_t, "medium")[None]
     round_trip = forward + warp(backward, forward)  # (1, 2, H, W), zero where consistent

@@ -44,7 +44,7 @@ class FlowContext:
     ccnet: Any = None  # CC-Net's dense reference features (refsr with ``ccnet_candidates``)
 
 
-def _gray_u8(image: torch.Tensor) -> np.ndarray:
+def gray_u8(image: torch.Tensor) -> np.ndarray:
     """(3, H, W) float in [0, 1] -> (H, W) uint8 luma for OpenCV."""
     rgb = (image.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()  # (H, W, 3)
     return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
@@ -180,7 +180,7 @@ class FlowWarp(Method):
 
     def prepare(self, ref: torch.Tensor) -> FlowContext:
         ref = ref.to(self.device)
-        return FlowContext(ref, _gray_u8(protocol.blur(ref, self.scale, self.psf)))
+        return FlowContext(ref, gray_u8(protocol.blur(ref, self.scale, self.psf)))
 
     def align(self, lr: torch.Tensor, context: FlowContext, flow_error: torch.Tensor | None = None,
               candidates: list[torch.Tensor] | None = None, patches: tuple[int, ...] | None = None,
@@ -201,7 +201,7 @@ class FlowWarp(Method):
         ref = context.ref
         lr = lr.to(self.device)[None]  # (1, 3, h, w)
         up = protocol.upsample(lr, self.scale)  # (1, 3, H, W)
-        up_gray = _gray_u8(up[0])
+        up_gray = gray_u8(up[0])
         flows = [c[None].to(self.device) for c in candidates or ()]  # each (1, 2, H, W)
         if not flows or not noisy(self.noise):
             flows[:0] = [dis_flow(up_gray, context.ref_gray, self.preset, patch)[None].to(self.device)
