@@ -78,17 +78,20 @@ def temporal_consistency(store: Store, methods: list[str], tasks) -> dict:
     frames: {"hr": entry, method: entry}, entry = {"flicker": mean, "flicker_per_pair": [{"frame": t, ...}]}."""
     from lfrefsr import temporal
 
-    def frame(array: str, t: int):
-        data = store.read(array, (t,)) if array == "hr" else store.read_result(array, (t,))
-        return protocol.to_float(data, store.dtype)
+    def frames(array: str) -> dict:
+        """Each frame of the pairs, read once: t -> (3, H, W) float."""
+        wanted = sorted({t for pair in pairs for t in pair})
+        read = store.read if array == "hr" else store.read_result
+        return {t: protocol.to_float(read(array, (t,)), store.dtype) for t in wanted}
 
-    pairs = [temporal.pair_flow(t, frame("hr", t), frame("hr", t + 1))
-             for t, _ in temporal.consecutive_pairs([task.target[0] for task in tasks if store.hr_known[task.target]])]
+    pairs = temporal.consecutive_pairs([task.target[0] for task in tasks if store.hr_known[task.target]])
+    hr = frames("hr")
+    flows = [temporal.pair_flow(t, hr[t], hr[t + 1]) for t, _ in pairs]
     found = {}
     for name in ["hr", *methods]:
-        per_pair = [{"frame": pair.frame, "flicker": temporal.flicker(pair, frame(name, pair.frame),
-                                                                       frame(name, pair.frame + 1))}
-                    for pair in pairs]
+        seen = hr if name == "hr" else frames(name)
+        per_pair = [{"frame": flow.frame, "flicker": temporal.flicker(flow, seen[flow.frame], seen[flow.frame + 1])}
+                    for flow in flows]
         values = [row["flicker"] for row in per_pair if np.isfinite(row["flicker"])]
         found[name] = {"flicker": float(np.mean(values)) if values else float("nan"), "flicker_per_pair": per_pair}
     return found

@@ -113,6 +113,6 @@ def network_names(name: str, options: Mapping[str, Any] | None = None) -> dict[s
     return cls.networks(typed_options(name, options))
 
 
-def get_method(name: str, **kwargs: Any) -> Method:
-    cls, options = resolve(name, {k: v for k, v in kwargs.items() if k not in ("scale", "device")})
-    return cls(**{k: v for k, v in kwargs.items() if k in ("scale", "device")}, **options)
+def get_method(name: str, *, scale: int = 8, device: str | torch.device = "cpu", **options: Any) -> Method:
+    cls, options = resolve(name, options)
+    return cls(scale, device, **options)
