@@ -138,22 +138,24 @@ def evaluate_lf(src, methods, *, grid=None, origin=(0, 0), scale=8, ref=(0, 0), 
 
 def evaluate_video(src, methods, *, scale=8, max_frames=None, device="cpu", progress=True,
                    method_options=None, degradation: Degradation | None = None,
-                   keyframe_every: int | None = None) -> dict:
-    """Each frame t >= 1 super-resolved with HR frame t-1 as its reference; with ``keyframe_every`` K, each frame
-    that is not a multiple of K from the latest multiple of K (a hybrid camera's HR keyframe, up to K-1 frames of
-    motion away); ``degradation`` as ``evaluate_lf``."""
+                   keyframe_every: int | None = None, reference_mode: ReferenceMode = ReferenceMode.KEYFRAME) -> dict:
+    """Each frame t >= 1 super-resolved with HR frame t-1 as its reference; with ``keyframe_every`` K, only frames
+    0, K, 2K, ... count as HR (a hybrid camera's keyframes) and each other frame is super-resolved from the latest
+    of them (``reference_mode`` keyframe, up to K-1 frames of motion away) or from those before and after it
+    (keyframes); ``degradation`` as ``evaluate_lf``."""
     with tempfile.TemporaryDirectory(prefix="lfrefsr-eval-") as tmp:
         store = ingest_video(src, Path(tmp) / "eval.zarr", scale=scale, max_frames=max_frames, progress=progress)
         store, estimate = degrade_store(store, degradation)
         if keyframe_every is None:
             tasks = plan(store, reference_mode=ReferenceMode.PREVIOUS)
         else:
-            tasks = plan(store, reference_mode=ReferenceMode.KEYFRAME, keyframe_every=keyframe_every)
+            tasks = plan(store, reference_mode=reference_mode, keyframe_every=keyframe_every)
         results = evaluate_store(store, methods, tasks, device=device, progress=progress, method_options=method_options)
         consistency = temporal_consistency(store, methods, tasks)
     for name in methods:
         results[name].update(consistency[name])
-    keyframes = {} if keyframe_every is None else {"keyframe_every": keyframe_every}
+    keyframes = {} if keyframe_every is None else {"keyframe_every": keyframe_every,
+                                                     "reference": ReferenceMode(reference_mode).value}
     return _degraded({"kind": "video", "src": str(src), "scale": scale, "frames": store.view_shape[0],
                       "shape_hr": list(store.shape_hr), **keyframes,
                       "flicker_hr": consistency["hr"]["flicker"],

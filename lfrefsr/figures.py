@@ -120,8 +120,9 @@ def psnr_per_frame(result_store: Store, method: str, truth_store: Store, tasks) 
 
 
 def reference_modes(src, method: str, workdir, *, keyframe_every: int = 3) -> dict:
-    """PSNR per frame of a video for each reference mode: HR frame t-1 (all frames HR), the latest HR keyframe and
-    the propagated previous result (HR only every ``keyframe_every`` frames). -> {mode label: [(t, dB), ...]}."""
+    """PSNR per frame of a video for each reference mode: HR frame t-1 (all frames HR), the latest HR keyframe, the
+    keyframes before and after, and the propagated previous result (HR only every ``keyframe_every`` frames).
+    -> {mode label: [(t, dB), ...]}."""
     from pathlib import Path
 
     from lfrefsr.io.ingest import ingest_video
@@ -132,7 +133,7 @@ def reference_modes(src, method: str, workdir, *, keyframe_every: int = 3) -> di
     truth = ingest_video(src, workdir / "all-hr.zarr", progress=False, overwrite=True)
     curves = {}
     for label, mode in [("previous HR", ReferenceMode.PREVIOUS), ("keyframe", ReferenceMode.KEYFRAME),
-                        ("previous SR", ReferenceMode.PREVIOUS_SR)]:
+                        ("keyframes", ReferenceMode.KEYFRAMES), ("previous SR", ReferenceMode.PREVIOUS_SR)]:
         if mode == ReferenceMode.PREVIOUS:
             store = truth
         else:
@@ -141,4 +142,28 @@ def reference_modes(src, method: str, workdir, *, keyframe_every: int = 3) -> di
         tasks = plan(store, reference_mode=mode)
         run_serial(tasks, method, progress=False)
         curves[label] = psnr_per_frame(store, method, truth, tasks)
+    return curves
+
+
+def keyframe_spacing(src, method: str, workdir, *, spacings=(1, 2, 4, 8), max_frames: int | None = None) -> dict:
+    """Mean RGB PSNR over the frames between keyframes against the keyframe spacing K, for the latest keyframe
+    (``keyframe``) and the keyframes on both sides (``keyframes``): how often a hybrid camera must record HR.
+    K = 1 (every frame HR) is frame t from HR frame t-1 in both. -> {mode: [(K, dB), ...]}."""
+    from pathlib import Path
+
+    from lfrefsr.io.ingest import ingest_video
+    from lfrefsr.modes import ReferenceMode
+    from lfrefsr.pipeline import plan, run_serial
+
+    store = ingest_video(src, Path(workdir) / "spacing.zarr", progress=False, overwrite=True, max_frames=max_frames)
+    curves: dict = {ReferenceMode.KEYFRAME.value: [], ReferenceMode.KEYFRAMES.value: []}
+    for spacing in spacings:
+        for mode in curves:
+            if spacing == 1:
+                tasks = plan(store, reference_mode=ReferenceMode.PREVIOUS)
+            else:
+                tasks = plan(store, reference_mode=ReferenceMode(mode), keyframe_every=spacing)
+            run_serial(tasks, method, progress=False, overwrite=True)
+            scores = [psnr for _, psnr in psnr_per_frame(store, method, store, tasks)]
+            curves[mode].append((spacing, sum(scores) / len(scores)))
     return curves

@@ -10,6 +10,7 @@ class ReferenceMode(str, Enum):
 
     PREVIOUS = "previous"  # HR frame t-1 (the paper's setting)
     KEYFRAME = "keyframe"  # the latest HR keyframe before t
+    KEYFRAMES = "keyframes"  # the latest HR keyframe before t and the first after it, fused (the one before at the end)
     PREVIOUS_SR = "previous-sr"  # frame t-1: its HR where known, else its own SR result (propagation)
 
 

@@ -8,10 +8,11 @@ resumes where a killed run stopped.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 from tqdm.auto import tqdm
@@ -24,6 +25,8 @@ from lfrefsr.io.store import Store
 from lfrefsr.methods import Method, ViewHint, get_method, method_class, network_names
 from lfrefsr.modes import Precision, ReferenceMode
 
+log = logging.getLogger("lfrefsr")
+
 
 @dataclass(frozen=True)
 class Task:
@@ -34,6 +37,9 @@ class Task:
     reference: tuple[int, ...]
     hint: ViewHint = field(default_factory=ViewHint)
     reference_array: str = "hr"  # "sr/<method>" when the reference is an earlier result (previous-sr)
+    # a second HR reference on the other side of the target (keyframes mode: the first keyframe after it)
+    next_reference: tuple[int, ...] | None = None
+    next_hint: ViewHint | None = None
 
     @property
     def label(self) -> str:
@@ -49,13 +55,20 @@ def plan(
     keyframe_every: int | None = None,
 ) -> list[Task]:
     """Every non-reference view (light field, per time step for light-field video) or frame t >= 1 (video).
-    ``keyframe_every`` (video, ``keyframe`` mode): only every K-th frame counts as an HR keyframe, though the store
-    knows the HR of others (evaluation: scores need every frame's HR)."""
+    ``keyframe_every`` (video, ``keyframe`` and ``keyframes`` modes): only every K-th frame counts as an HR keyframe,
+    though the store knows the HR of others (evaluation: scores need every frame's HR). In ``keyframes`` mode the
+    frames after the last keyframe take the one before alone, said once in a warning line."""
     tasks = []
+    if store.kind != Kind.VIDEO and reference_mode == ReferenceMode.KEYFRAMES:
+        raise InputError("--reference keyframes is for a video: a light field's views share its reference view",
+                         store.path)
     if store.kind == Kind.VIDEO:
         def keyframe(s: int) -> bool:
             return bool(store.hr_known[s]) and (keyframe_every is None or s % keyframe_every == 0)
 
+        frames = store.view_shape[0]
+        keyframes = [s for s in range(frames) if keyframe(s)]
+        one_sided = []
         for (t,) in store.views():
             if t == 0 or (reference_mode != ReferenceMode.PREVIOUS and keyframe(t)):
                 continue  # frame 0 has no earlier frame; with keyframes, a keyframe is its own HR
@@ -71,12 +84,22 @@ def plan(
                     raise InputError(
                         f"frame {reference} has no HR (keyframes only): use --reference keyframe", store.path
                     )
-            else:
-                known = [s for s in range(t) if keyframe(s)]
-                if not known:
-                    raise InputError(f"no HR keyframe before frame {t}", store.path)
-                reference = known[-1]
-            tasks.append(Task(store, (t,), (reference,), ViewHint(frame_offset=t - reference)))
+                tasks.append(Task(store, (t,), (reference,), ViewHint(frame_offset=1)))
+                continue
+            before = [s for s in keyframes if s < t]
+            if not before:
+                raise InputError(f"no HR keyframe before frame {t}", store.path)
+            task = Task(store, (t,), (before[-1],), ViewHint(frame_offset=t - before[-1]))
+            if reference_mode == ReferenceMode.KEYFRAMES:
+                after = [s for s in keyframes if s > t]
+                if after:
+                    task = replace(task, next_reference=(after[0],), next_hint=ViewHint(frame_offset=t - after[0]))
+                else:
+                    one_sided.append(t)
+            tasks.append(task)
+        if one_sided:
+            log.warning("lfrefsr: warning: %s: no HR keyframe after frame %d: frames %d-%d use keyframe %d alone",
+                        store.path.name, one_sided[0] - 1, one_sided[0], one_sided[-1], keyframes[-1])
     else:
         ref = tuple(ref) if ref is not None else tuple(store.ref)
         rows, cols = store.view_shape[-2:]
@@ -99,7 +122,9 @@ def plan(
 # -- execution, shared by the in-process engine and dask workers ------------------------------------------------
 
 _CACHE: dict = {"methods": {}, "references": OrderedDict()}
-_REFERENCES_KEPT = 2  # a light field has one reference; videos move on frame by frame
+# a light field has one reference; videos move on frame by frame; in keyframes mode a frame needs two, and a dask
+# worker may take the frames of neighbouring keyframe intervals in any order
+_REFERENCES_KEPT = 3
 
 
 def configure_threads(threads: int | None) -> None:
@@ -119,20 +144,26 @@ def cached_method(name: str, scale: int, device: str, options: dict | None) -> M
     return _CACHE["methods"][key]
 
 
-def _reference_context(method: Method, task: Task, method_name: str, method_key):
-    """Per-reference work (CC-Net reference features, ...) once per reference image per process."""
+def _reference_context(method: Method, task: Task, method_name: str, method_key,
+                       reference: tuple[int, ...] | None = None):
+    """Per-reference work (CC-Net reference features, ...) once per reference image per process: the task's
+    reference, or ``reference`` (its ``next_reference``), which is always HR."""
     array = f"sr/{method_name}" if task.reference_array == "sr" else task.reference_array
-    key = (method_key, str(task.store.path), array, task.reference)
+    if reference is None:
+        reference = task.reference
+    else:
+        array = "hr"
+    key = (method_key, str(task.store.path), array, reference)
     references = _CACHE["references"]
     if key in references:
         references.move_to_end(key)
         return references[key]
     if array == "hr":
-        image = task.store.read("hr", task.reference)
+        image = task.store.read("hr", reference)
     else:
-        if not task.store.done(method_name)[task.reference]:
-            raise LfrefsrError(f"reference frame {list(task.reference)} has no {method_name} result", task.store.path)
-        image = task.store.read(array, task.reference)
+        if not task.store.done(method_name)[reference]:
+            raise LfrefsrError(f"reference frame {list(reference)} has no {method_name} result", task.store.path)
+        image = task.store.read(array, reference)
     ref = protocol.to_float(image, task.store.dtype)
     if method.uses_views and task.hint.grid_offset is not None:  # a light field: all its LR views, read here
         context = method.prepare(ref, views=_light_field_views(task))
@@ -166,14 +197,16 @@ def execute(task: Task, method_name: str, *, device: str = "cpu", options: dict 
     configure_threads(threads)
     started = time.perf_counter()
     method = cached_method(method_name, task.store.scale, device, camera_options(method_name, task.store, options))
-    context = _reference_context(method, task, method_name, id(method))
+    sides = [(_reference_context(method, task, method_name, id(method)), task.hint)]
+    if task.next_reference is not None:
+        sides.append((_reference_context(method, task, method_name, id(method), task.next_reference), task.next_hint))
     lr = protocol.to_float(task.store.read("lr", task.target), task.store.dtype)
     with torch.inference_mode():
         if confidence:
-            sr, found = method.super_resolve_with_confidence(lr, context, task.hint)  # (3, H, W), (K, H, W)
+            sr, found = method.super_resolve_sides_with_confidence(lr, sides)  # (3, H, W), (K, H, W)
             found = found.float().cpu().numpy()
         else:
-            sr, found = method.super_resolve(lr, context, task.hint), None
+            sr, found = method.super_resolve_sides(lr, sides), None
     task.store.write_result(method_name, task.target, protocol.quantize(sr, task.store.dtype), found)
     return {"view": task.label, "seconds": time.perf_counter() - started}
 

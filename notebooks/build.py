@@ -255,6 +255,23 @@ for axis, name in zip(np.atleast_1d(axes), sources, strict=True):
     axis.legend()
     axis.grid(alpha=0.3)
 plt.show()'''),
+    ("md", "Keyframe spacing: a hybrid camera records HR every K frames. Mean PSNR over the frames in between, "
+           "from the latest keyframe alone (`--reference keyframe`) and from the keyframes before and after "
+           "(`--reference keyframes`), so a user can choose a capture rate."),
+    ("code", '''\
+fig, axes = plt.subplots(1, len(sources), figsize=(6 * len(sources), 3.5))
+for axis, name in zip(np.atleast_1d(axes), sources, strict=True):
+    spacings = (1, 2, 4) if QUICK else (1, 2, 4, 8)
+    spacing = figures.keyframe_spacing(sources[name], method, WORK / name, spacings=spacings)
+    for mode, points in spacing.items():
+        axis.plot(*zip(*points, strict=True), marker="o", label=mode)
+    axis.set_xscale("log", base=2)
+    axis.set_title(f"{name}: {method}, frames between keyframes")
+    axis.set_xlabel("keyframe every K frames")
+    axis.set_ylabel("mean PSNR (dB)")
+    axis.legend()
+    axis.grid(alpha=0.3)
+plt.show()'''),
     ("md", "Flicker per pair of consecutive frames (`eval video`'s `flicker`): the mean absolute difference between "
            "frame t and frame t+1 warped back by the HR frames' flow, where that flow is consistent both ways. The HR "
            "frames' own figure is what the flow cannot explain; above it is flicker a method added."),

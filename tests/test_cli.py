@@ -450,6 +450,19 @@ def test_eval_video_with_keyframes_scores_the_in_between_frames_from_the_latest_
     _check_method_entry(data["methods"]["flowwarp"], "frame", in_between)
 
 
+def test_eval_video_with_the_keyframes_on_both_sides(frames_dir, out_dir):
+    """Frame 1 between keyframes 0 and 2; frame 3 after the last keyframe takes keyframe 2 alone, said once."""
+    json_path = out_dir / "eval.json"
+    result = run_cli(["eval", "video", frames_dir, "--json", json_path, "--methods", "flowwarp", "--keyframe-every",
+                      "2", "--reference", "keyframes"])
+    _ok(result)
+    data = json.loads(json_path.read_text())
+    assert data["keyframe_every"] == 2 and data["reference"] == "keyframes"
+    _check_method_entry(data["methods"]["flowwarp"], "frame", [1, 3])
+    (warning,) = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert "frames 3-3 use keyframe 2 alone" in warning
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Usage errors
 # ---------------------------------------------------------------------------------------------------------------
@@ -467,6 +480,18 @@ def test_scale_below_two_is_a_usage_error(command, lf_dir, frames_dir, out_dir):
     assert result.exit_code == 2
     assert "--scale" in result.stderr and "Traceback" not in result.output
     assert list(out_dir.iterdir()) == []
+
+
+def test_keyframes_reference_is_refused_for_a_light_field_and_without_keyframes(lf_dir, frames_dir, out_dir):
+    store = _ingest_lf(lf_dir, out_dir / "scene.zarr")
+    before = snapshot(out_dir)
+    result = run_cli(["reconstruct", str(store.path), "--method", "flowwarp", "--reference", "keyframes"])
+    assert result.exit_code == 1  # the store's kind refuses it, as a store without HR keyframes does
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "keyframes" in line and "light field" in line
+    result = run_cli(["eval", "video", frames_dir, "--json", out_dir / "e.json", "--reference", "keyframes"])
+    assert result.exit_code == 2 and "--keyframe-every" in result.stderr and "Traceback" not in result.output
+    assert snapshot(out_dir) == before
 
 
 @pytest.mark.parametrize("command", [["reconstruct", "{out}/x.zarr"], ["eval", "lf", "{lf}", "--json", "{out}/e.json"],

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 from conftest import run_cli
 
-from lfrefsr.data.synthetic import make_lfvideo, make_lightfield
+from lfrefsr.data.synthetic import make_lfvideo, make_lightfield, make_video
 from lfrefsr.io.images import write_image
-from lfrefsr.io.ingest import ingest_lf
+from lfrefsr.io.ingest import ingest_lf, ingest_video
 from lfrefsr.io.store import Store
+from lfrefsr.modes import ReferenceMode
 from lfrefsr.pipeline import plan, run_serial
 
 pytestmark = pytest.mark.timeout(300)
@@ -179,6 +180,38 @@ def test_sigkill_then_rerun_resumes_to_the_same_store(tmp_path, workers):
     assert done_now <= 35 - finished + 1  # only the missing views (one may have been mid-write)
     assert store.done("flowwarp").all() == False and store.done("flowwarp").sum() == 35  # noqa: E712 (ref view)
     np.testing.assert_array_equal(_results(store, "flowwarp"), _results(reference, "flowwarp"))
+
+
+def test_keyframes_mode_on_dask_workers_resumes_after_sigkill_to_the_in_process_result(tmp_path):
+    """--reference keyframes: every in-between frame depends only on the HR keyframes around it, so the frames run
+    in parallel on two workers; killed mid-run and rerun, the store equals an uninterrupted in-process run."""
+    frames = 17  # keyframes 0, 4, 8, 12, 16: 12 frames between them
+    data = make_video(frames=frames, size=(256, 256), seed=3)
+    src = tmp_path / "clip"
+    src.mkdir()
+    for t in range(frames):
+        write_image(src / f"frame_{t:04d}.png", data["hr"][t])
+    reference = ingest_video(src, tmp_path / "ref.zarr", keyframe_every=4, progress=False)
+    tasks = plan(reference, reference_mode=ReferenceMode.KEYFRAMES)
+    assert all(task.next_reference is not None for task in tasks)
+    run_serial(tasks, "flowwarp", progress=False, threads=1)
+    store = ingest_video(src, tmp_path / "s.zarr", keyframe_every=4, progress=False)
+    command = [sys.executable, "-m", "lfrefsr.cli", "reconstruct", str(store.path), "--method", "flowwarp",
+               "--reference", "keyframes", "--workers", "2", "-q"]
+    cli = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 120
+    while store.done("flowwarp").sum() < 2 and time.time() < deadline:
+        time.sleep(0.01)
+    os.killpg(cli.pid, signal.SIGKILL)  # the CLI and its worker processes
+    cli.wait()
+    finished = int(store.done("flowwarp").sum())
+    assert 0 < finished < len(tasks), "the kill must land mid-run"
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=240)
+    assert rerun.returncode == 0, rerun.stderr
+    assert int(store.done("flowwarp").sum()) == len(tasks)
+    expected = np.stack([reference.read_result("flowwarp", task.target) for task in tasks])
+    found = np.stack([store.read_result("flowwarp", task.target) for task in tasks])
+    np.testing.assert_array_equal(found, expected)
 
 
 def test_sigkill_at_random_moments_then_resume_equals_an_uninterrupted_run(tmp_path):

@@ -133,3 +133,51 @@ def test_refsr_lets_dis_at_several_patch_sizes_compete_where_no_disparity_helps(
     lr8 = protocol.downsample(hr8[None], 8)[0]
     sr = get_method("refsr", scale=8)(lr8, hr8)
     assert seen == [*DIS_PATCHES, None] and sr.shape == hr8.shape
+
+
+@pytest.fixture(scope="module")
+def keyframe_pair():
+    """Frame 2 of a fast clip between its keyframes 0 and 4, and an unrelated image as a wrong reference."""
+    video = make_video(frames=5, size=(128, 160), seed=11, motion=2.0)
+    hr = protocol.to_float(video["hr"])  # (5, 3, H, W)
+    unrelated = protocol.to_float(make_video(frames=1, size=(128, 160), seed=111)["hr"])[0]
+    return hr, unrelated
+
+
+@pytest.mark.parametrize("name", ["flowwarp", "refsr"])
+def test_two_keyframes_fused_beat_either_alone_and_a_wrong_one_is_left_out(keyframe_pair, name):
+    """Each keyframe misses part of frame 2 behind the moving layers; the other sees it. A reference that shows
+    another scene explains the LR view worse everywhere, so fusing it in costs little, whichever side it is on."""
+    from lfrefsr.methods import ViewHint
+
+    hr, unrelated = keyframe_pair
+    lr = protocol.downsample(hr[2], 8)
+    method = get_method(name)
+    before, after, wrong = (method.prepare(image) for image in (hr[0], hr[4], unrelated))
+    hint_before, hint_after = ViewHint(frame_offset=2), ViewHint(frame_offset=-2)
+
+    def psnr(sr):
+        return metrics.psnr(sr, hr[2])
+
+    alone = max(psnr(method.super_resolve(lr, before, hint_before)), psnr(method.super_resolve(lr, after, hint_after)))
+    assert psnr(method.super_resolve_sides(lr, [(before, hint_before), (after, hint_after)])) > alone + 0.3
+    good_first = method.super_resolve_sides(lr, [(before, hint_before), (wrong, hint_after)])
+    wrong_first = method.super_resolve_sides(lr, [(wrong, hint_before), (before, hint_after)])
+    torch.testing.assert_close(good_first, wrong_first)
+    assert psnr(good_first) > psnr(method.super_resolve(lr, before, hint_before)) - 0.6
+    assert psnr(good_first) > psnr(method.super_resolve(lr, wrong, hint_after)) + 1.0
+
+
+def test_a_one_reference_method_takes_the_nearer_keyframe():
+    from lfrefsr.methods import Method, ViewHint
+
+    class Echo(Method):  # not registered: returns the context it was given
+        def super_resolve(self, lr, context, hint=None):
+            return context
+
+    echo = Echo()
+    assert echo.super_resolve_sides(None, [("before", ViewHint(frame_offset=3)),
+                                           ("after", ViewHint(frame_offset=-1))]) == "after"
+    assert echo.super_resolve_sides(None, [("before", ViewHint(frame_offset=2)),
+                                           ("after", ViewHint(frame_offset=-2))]) == "before"
+    assert echo.super_resolve_sides(None, [("only", ViewHint(frame_offset=5))]) == "only"

@@ -1,5 +1,7 @@
 """Planning: which views are targets and which reference each uses; the serial engine resumes."""
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -41,6 +43,36 @@ def test_video_previous_and_keyframe_references(tmp_path):
         plan(store)
     tasks = plan(store, reference_mode=ReferenceMode.KEYFRAME)
     assert [(t.target[0], t.reference[0]) for t in tasks] == [(1, 0), (2, 0), (4, 3)]
+
+
+def test_keyframes_mode_takes_the_keyframes_on_both_sides_and_warns_once_at_the_end(tmp_path, caplog):
+    store = _store(tmp_path, Kind.VIDEO, (6,), hr_known=np.array([1, 0, 0, 1, 0, 0], bool))
+    with caplog.at_level(logging.WARNING, logger="lfrefsr"):
+        tasks = plan(store, reference_mode=ReferenceMode.KEYFRAMES)
+    found = [(t.target[0], t.reference[0], t.next_reference and t.next_reference[0]) for t in tasks]
+    assert found == [(1, 0, 3), (2, 0, 3), (4, 3, None), (5, 3, None)]
+    assert [(t.hint.frame_offset, t.next_hint.frame_offset) for t in tasks[:2]] == [(1, -2), (2, -1)]
+    (warning,) = [r.getMessage() for r in caplog.records if "no HR keyframe after" in r.getMessage()]
+    assert "frames 4-5 use keyframe 3 alone" in warning
+
+
+def test_keyframes_mode_counts_only_every_kth_frame_when_asked(tmp_path):
+    store = _store(tmp_path, Kind.VIDEO, (7,))  # HR everywhere, as evaluation stores are
+    tasks = plan(store, reference_mode=ReferenceMode.KEYFRAMES, keyframe_every=3)
+    found = [(t.target[0], t.reference[0], t.next_reference[0]) for t in tasks]
+    assert found == [(1, 0, 3), (2, 0, 3), (4, 3, 6), (5, 3, 6)]
+
+
+def test_keyframes_mode_is_refused_for_a_light_field(tmp_path):
+    with pytest.raises(InputError, match="for a video"):
+        plan(_store(tmp_path, Kind.LF, (2, 2)), reference_mode=ReferenceMode.KEYFRAMES)
+
+
+def test_keyframes_mode_runs_and_resumes_in_process(tmp_path):
+    store = _store(tmp_path, Kind.VIDEO, (5,), hr_known=np.array([1, 0, 0, 1, 0], bool))
+    tasks = plan(store, reference_mode=ReferenceMode.KEYFRAMES)
+    assert run_serial(tasks, "flowwarp", progress=False).done == 3
+    assert run_serial(tasks, "flowwarp", progress=False).skipped == 3
 
 
 def test_serial_run_resumes_and_overwrites(tmp_path):

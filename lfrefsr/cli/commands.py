@@ -46,6 +46,8 @@ from lfrefsr.cli.options import (
 from lfrefsr.modes import Device, ReferenceMode, choices
 
 log = logging.getLogger("lfrefsr")
+# the reference modes of a hybrid video's HR keyframes (``eval video --keyframe-every``)
+KEYFRAME_MODES = [ReferenceMode.KEYFRAME.value, ReferenceMode.KEYFRAMES.value]
 
 # ---------------------------------------------------------------------------------------------------------------
 # Commands
@@ -305,16 +307,22 @@ def eval_lf(src, json_path, grid, origin, scale, ref, methods, pattern, index_ba
 @click.option("--max-frames", type=click.IntRange(min=2), default=None, help="Use at most N frames.")
 @click.option("--keyframe-every", type=click.IntRange(min=2), default=None, metavar="K",
               help="A hybrid camera's HR keyframes: frames 0, K, 2K, ... are the references, and every other frame "
-                   "is super-resolved from the latest of them (scored on the in-between frames).")
+                   "is super-resolved from them (scored on the in-between frames).")
+@click.option("--reference", type=click.Choice(KEYFRAME_MODES), default=ReferenceMode.KEYFRAME.value,
+              show_default=True, help="With --keyframe-every: the latest keyframe before each frame, or the keyframes "
+                                      "before and after it.")
 @verbosity
 @handle_errors
 def eval_video(src, json_path, scale, methods, device, weights, precision, variant, extra, degrade, max_frames,
-               keyframe_every):
-    """Each frame t >= 1 of SRC super-resolved with HR frame t-1 as reference (or the latest HR keyframe)."""
+               keyframe_every, reference):
+    """Each frame t >= 1 of SRC super-resolved with HR frame t-1 as reference (or its HR keyframes)."""
     from lfrefsr.evaluate import evaluate_video, table, write_json
 
+    if keyframe_every is None and click.get_current_context().get_parameter_source("reference").name != "DEFAULT":
+        raise click.BadParameter("needs --keyframe-every: without it every frame is HR and its reference is the "
+                                 "frame before", param_hint="--reference")
     result = evaluate_video(src, methods, scale=scale, max_frames=max_frames, device=device, progress=progress(),
-                            degradation=degrade, keyframe_every=keyframe_every,
+                            degradation=degrade, keyframe_every=keyframe_every, reference_mode=ReferenceMode(reference),
                             method_options=cli_method_options(methods, {"--weights": weights, "--precision": precision},
                                                               variant, extra))
     write_json(result, json_path)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -23,7 +23,21 @@ class ViewHint:
     """
 
     grid_offset: tuple[int, int] | None = None
-    frame_offset: int | None = None
+    frame_offset: int | None = None  # t minus the reference's frame: negative for a reference after the target
+
+
+Side = tuple[Any, ViewHint]  # one reference of a target: its ``prepare`` context and where it sits
+
+
+def nearest(sides: Sequence[Side]) -> Side:
+    """The side with the fewest frames (or grid steps) between reference and target; the first on a tie."""
+    def distance(side: Side) -> int:
+        hint = side[1]
+        if hint.frame_offset is not None:
+            return abs(hint.frame_offset)
+        return max(abs(d) for d in hint.grid_offset) if hint.grid_offset else 0
+
+    return min(sides, key=distance)  # min keeps the first of equals
 
 
 class Method:
@@ -69,6 +83,17 @@ class Method:
                                       ) -> tuple[torch.Tensor, torch.Tensor]:
         """-> (sr (3, H, W), confidences (K, H, W) in [0, 1], one per name in ``confidence``)."""
         raise LfrefsrError(f"method {self.name!r} gives no confidence")
+
+    def super_resolve_sides(self, lr: torch.Tensor, sides: Sequence[Side]) -> torch.Tensor:
+        """A frame between two references (a hybrid video's HR keyframes before and after it), each side a
+        ``(context, hint)`` -> sr (3, H, W). A method that uses one reference takes the nearer one (the fewer
+        frames of motion; the earlier on a tie); ``refsr`` and ``flowwarp`` fuse both."""
+        return self.super_resolve(lr, *nearest(sides))
+
+    def super_resolve_sides_with_confidence(self, lr: torch.Tensor, sides: Sequence[Side]
+                                            ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``super_resolve_sides`` with the confidences of ``super_resolve_with_confidence``."""
+        return self.super_resolve_with_confidence(lr, *nearest(sides))
 
     def __call__(self, lr: torch.Tensor, ref: torch.Tensor, hint: ViewHint | None = None) -> torch.Tensor:
         """Convenience for one pair: prepare the reference, then super-resolve."""

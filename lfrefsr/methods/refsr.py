@@ -14,6 +14,7 @@ that disparity and its local extremes near depth edges give. The paper's own des
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -21,7 +22,7 @@ import torch
 from lfrefsr import protocol
 from lfrefsr.capture import noisy
 from lfrefsr.lightfield import MIN_VIEWS, disparity_hypotheses, estimate_disparity, sweep_settings, view_flow
-from lfrefsr.methods.base import Method, ViewHint, register
+from lfrefsr.methods.base import Method, Side, ViewHint, register
 from lfrefsr.methods.flowwarp import FlowContext, FlowWarp, back_project, soft_threshold
 from lfrefsr.methods.networks import SynthesisNetworks, SynthesisOptions
 from lfrefsr.methods.options import CameraOptions, option
@@ -132,20 +133,25 @@ class RefSR(Method):
 
     def super_resolve_with_mask(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None = None):
         """-> (sr (3, H, W), M(0) (1, H, W): SS-Net's confidence in the reference, near 0 where it is ignored)."""
-        sr, mask, _ = self._synthesise(lr, context, hint)
+        sr, mask, _ = self._synthesise(lr, [(context, hint)])
         return sr, mask
 
     def super_resolve_with_confidence(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None = None
                                       ) -> tuple[torch.Tensor, torch.Tensor]:
-        sr, mask, trust = self._synthesise(lr, context, hint)
+        return self.super_resolve_sides_with_confidence(lr, [(context, hint)])
+
+    def super_resolve_sides(self, lr: torch.Tensor, sides: Sequence[Side]) -> torch.Tensor:
+        """Each side's reference aligned as for one reference, the alignments fused per pixel by how well each
+        explains the LR view (``FlowWarp.fuse``), and SS-Net run once on the fused guide."""
+        return self._synthesise(lr, sides)[0]
+
+    def super_resolve_sides_with_confidence(self, lr: torch.Tensor, sides: Sequence[Side]
+                                            ) -> tuple[torch.Tensor, torch.Tensor]:
+        sr, mask, trust = self._synthesise(lr, sides)
         return sr, torch.cat([trust, mask])  # (2, H, W)
 
-    @torch.inference_mode()
-    def _synthesise(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None):
-        """-> (sr (3, H, W), M(0) (1, H, W), the alignment's trust (1, H, W))."""
-        from lfrefsr.synthesis import synthesize_image
-
-        lr = lr.to(self.device)
+    def _align(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None, blend: bool = True) -> dict:
+        """``FlowWarp.align`` of one reference with this method's candidate flows."""
         candidates = []
         if context.disparity is not None and hint is not None and hint.grid_offset:
             candidates = [view_flow(d, hint.grid_offset) for d in context.disparity]  # each (2, H, W)
@@ -156,8 +162,20 @@ class RefSR(Method):
                 coarse = self.matcher.match(lr, context.ccnet).dense_flow(context.ref.shape[-2:])  # (2, H, W)
                 candidates, starts = [coarse], [coarse]
             presets = ("medium",) if self.options.medium_candidate else ()
-        aligned = self.flowwarp.align(lr, context, candidates=candidates, patches=DIS_PATCHES if several else None,
-                                      starts=starts, presets=presets)  # each (1, C, H, W)
+        return self.flowwarp.align(lr, context, candidates=candidates, patches=DIS_PATCHES if several else None,
+                                   starts=starts, presets=presets, blend=blend)  # each (1, C, H, W)
+
+    @torch.inference_mode()
+    def _synthesise(self, lr: torch.Tensor, sides: Sequence[Side]):
+        """One reference or several (each ``(context, hint)``) -> (sr (3, H, W), M(0) (1, H, W), the alignment's
+        trust (1, H, W))."""
+        from lfrefsr.synthesis import synthesize_image
+
+        lr = lr.to(self.device)
+        if len(sides) == 1:
+            aligned = self._align(lr, *sides[0])
+        else:
+            aligned = self.flowwarp.fuse(lr, [self._align(lr, context, hint, blend=False) for context, hint in sides])
         guide = flow_guide(aligned)  # (7, H, W)
         seen = lr[None]  # (1, 3, h, w)
         if self.psf > 0 or noisy(self.noise):  # an LR camera other than the protocol's
