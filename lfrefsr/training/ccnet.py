@@ -125,10 +125,6 @@ def train_ccnet(config: dict, out: str | Path, *, resume: bool = False, progress
     train_cfg = config["train"]
     pair_cfg = PairConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["pairs"].items()})
     model = initial_model(config)
-    if config.get("init"):  # fine-tuning: start from a weights file of the same architecture
-        from lfrefsr.weights import load_file
-
-        model.load_state_dict(load_file(config["init"])["state_dict"])
     photos = load_training_photos([p for p in pair_cfg.photos if p == "skimage" or Path(p).is_dir()])
     mode = train_cfg.get("mode", "dense")
     common = {"scale": pair_cfg.scale, "noise": float(train_cfg.get("noise", 0.0)),

@@ -53,11 +53,17 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 def initial_model(config: dict) -> torch.nn.Module:
     """The network of ``config["model"]``, its initial weights drawn from ``train.seed``: unseeded, two runs of one
-    recipe started from different weights (train_loop seeds again, so the data stream is unchanged)."""
+    recipe started from different weights (train_loop seeds again, so the data stream is unchanged). With ``init``
+    (fine-tuning), the weights of that file instead, of the same architecture."""
     from lfrefsr.models import build_model
 
     torch.manual_seed(int(config["train"].get("seed", 0)))
-    return build_model(config["model"])
+    model = build_model(config["model"])
+    if config.get("init"):
+        from lfrefsr.weights import load_file
+
+        model.load_state_dict(load_file(config["init"])["state_dict"])
+    return model
 
 
 def save_checkpoint(path: Path, **state) -> None:

@@ -142,10 +142,6 @@ def train_ssnet(config: dict, out: str | Path, *, resume: bool = False, progress
                 max_steps: int | None = None) -> Path:
     train_cfg = config["train"]
     model = initial_model(config)
-    if config.get("init"):  # fine-tuning: start from a weights file of the same architecture
-        from lfrefsr.weights import load_file
-
-        model.load_state_dict(load_file(config["init"])["state_dict"])
     photos = load_training_photos([p for p in config["pairs"]["photos"] if p == "skimage" or Path(p).is_dir()])
     pool: PairPool | None = None
     patch, batch = int(train_cfg.get("patch", 8)), int(train_cfg["batch"])
