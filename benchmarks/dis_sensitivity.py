@@ -6,6 +6,9 @@ views or frames; the last the mean over sets, each weighted equally. ``flowwarp`
 row (``lfrefsr.methods.flowwarp.CLEAN_DIS`` and ``NOISY_DIS``); benchmarks/README.md holds the tables.
 
     python benchmarks/dis_sensitivity.py [--degrade noise=3,jpeg=85] [--data ../shared/data] [--json out.json]
+        [--blur 0,2,3,4] [--only fast/12/1]
+
+``--blur``: DIS's extra pre-blur (``dis_blur``, HR pixels) as a further axis; ``--only``: those rows alone.
 """
 
 from __future__ import annotations
@@ -79,20 +82,26 @@ def main() -> None:
     parser.add_argument("--degrade", default=None, help="a --degrade SPEC for the LR views (default: clean)")
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--blur", default="0", help="comma-separated DIS pre-blurs in HR pixels (default: 0)")
+    parser.add_argument("--only", default=None, help="comma-separated PRESET/PATCH/STEPS rows (default: all)")
     args = parser.parse_args()
     degradation = Degradation.parse(args.degrade) if args.degrade else None
+    blurs = [float(b) for b in args.blur.split(",")]
+    settings = SETTINGS if args.only is None else [
+        (preset, int(patch), int(steps)) for preset, patch, steps in (row.split("/") for row in args.only.split(","))]
     with tempfile.TemporaryDirectory(prefix="lfrefsr-dis-") as tmp:
         sets = {**real_sets(args.data, degradation, Path(tmp)), **synthetic_sets(degradation)}
-    print("| DIS preset / patch / back-projection steps | " + " | ".join(sets) + " | mean |")
+    print("| DIS preset / patch / back-projection steps / pre-blur | " + " | ".join(sets) + " | mean |")
     rows = []
-    for preset, patch, steps in SETTINGS:
+    for (preset, patch, steps), blur in ((setting, blur) for setting in settings for blur in blurs):
         scores = {}
         for name, (camera, items) in sets.items():
-            flowwarp = FlowWarp(8, preset=preset, patch=patch, iterations=steps, **camera)
+            flowwarp = FlowWarp(8, preset=preset, patch=patch, iterations=steps, dis_blur=blur, **camera)
             scores[name] = float(np.mean([metrics.psnr(flowwarp(lr, ref), hr) for lr, ref, hr in items]))
         mean = float(np.mean(list(scores.values())))
-        rows.append({"preset": preset, "patch": patch, "steps": steps, "psnr_rgb": scores, "mean": mean})
-        print(f"| {preset} / {patch} / {steps} | " + " | ".join(f"{v:.2f}" for v in scores.values())
+        rows.append({"preset": preset, "patch": patch, "steps": steps, "blur": blur, "psnr_rgb": scores,
+                     "mean": mean})
+        print(f"| {preset} / {patch} / {steps} / {blur:g} | " + " | ".join(f"{v:.2f}" for v in scores.values())
               + f" | {mean:.2f} |", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"degrade": args.degrade, "rows": rows}, indent=1) + "\n")

@@ -94,6 +94,11 @@ def test_flowwarp_takes_its_dis_settings_from_the_lr_camera():
     assert (given.patch, given.iterations) == (16, 3)
     medium = FlowWarp(8, preset="medium")  # a named preset keeps its own patches
     assert (medium.patch, medium.iterations) == (None, 10)
+    # a noisy camera's DIS compares images blurred further, the reference as the LR view
+    assert (clean.dis_blur, noisy.dis_blur, medium.dis_blur) == (CLEAN_DIS["blur"], NOISY_DIS["blur"], 0.0) != (0, 0, 0)
+    ref = torch.nn.functional.interpolate(torch.rand(1, 3, 16, 16), size=(128, 128), mode="bilinear")[0]
+    sharp, smooth = (method.prepare(ref).ref_gray.astype(float) for method in (clean, noisy))
+    assert np.abs(np.diff(smooth, axis=1)).mean() < 0.85 * np.abs(np.diff(sharp, axis=1)).mean()
 
 
 def test_a_noisy_light_field_view_chooses_among_the_disparity_flows_alone():
