@@ -96,6 +96,9 @@ def test_flowwarp_takes_its_dis_settings_from_the_lr_camera():
     assert (medium.patch, medium.iterations) == (None, 10)
     # a noisy camera's DIS compares images blurred further, the reference as the LR view
     assert (clean.dis_blur, noisy.dis_blur, medium.dis_blur) == (CLEAN_DIS["blur"], NOISY_DIS["blur"], 0.0) != (0, 0, 0)
+    # ... topped up to the rule's sigma over the lens's own blur (psf in LR px, 8 HR px each)
+    assert FlowWarp(8, psf=0.6).dis_blur == 0.0
+    assert FlowWarp(8, psf=0.1).dis_blur == pytest.approx((CLEAN_DIS["blur"] ** 2 - 0.8 ** 2) ** 0.5)
     ref = torch.nn.functional.interpolate(torch.rand(1, 3, 16, 16), size=(128, 128), mode="bilinear")[0]
     sharp, smooth = (method.prepare(ref).ref_gray.astype(float) for method in (clean, noisy))
     assert np.abs(np.diff(smooth, axis=1)).mean() < 0.85 * np.abs(np.diff(sharp, axis=1)).mean()
