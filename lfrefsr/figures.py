@@ -109,6 +109,15 @@ def accuracy_curves(result: dict):
     return figure
 
 
+def label(axis, title: str, xlabel: str, ylabel: str) -> None:
+    """A line plot's title, axis labels, legend and light grid, as every notebook plot has them."""
+    axis.set_title(title)
+    axis.set_xlabel(xlabel)
+    axis.set_ylabel(ylabel)
+    axis.legend()
+    axis.grid(alpha=0.3)
+
+
 def psnr_per_frame(result_store: Store, method: str, truth_store: Store, tasks) -> list[tuple[int, float]]:
     """(frame, RGB PSNR) of ``method``'s results in ``result_store`` against ``truth_store``'s HR frames."""
     out = []

@@ -249,11 +249,7 @@ for axis, name in zip(np.atleast_1d(axes), sources, strict=True):
     for (source, label), points in curves.items():
         if source == name:
             axis.plot(*zip(*points, strict=True), marker="o", label=label)
-    axis.set_title(f"{name}: {method} PSNR per frame")
-    axis.set_xlabel("frame")
-    axis.set_ylabel("dB")
-    axis.legend()
-    axis.grid(alpha=0.3)
+    figures.label(axis, f"{name}: {method} PSNR per frame", "frame", "dB")
 plt.show()'''),
     ("md", "Keyframe spacing: a hybrid camera records HR every K frames. Mean PSNR over the frames in between, "
            "from the latest keyframe alone (`--reference keyframe`) and from the keyframes before and after "
@@ -266,11 +262,7 @@ for axis, name in zip(np.atleast_1d(axes), sources, strict=True):
     for mode, points in spacing.items():
         axis.plot(*zip(*points, strict=True), marker="o", label=mode)
     axis.set_xscale("log", base=2)
-    axis.set_title(f"{name}: {method}, frames between keyframes")
-    axis.set_xlabel("keyframe every K frames")
-    axis.set_ylabel("mean PSNR (dB)")
-    axis.legend()
-    axis.grid(alpha=0.3)
+    figures.label(axis, f"{name}: {method}, frames between keyframes", "keyframe every K frames", "mean PSNR (dB)")
 plt.show()'''),
     ("md", "Flicker per pair of consecutive frames (`eval video`'s `flicker`): the mean absolute difference between "
            "frame t and frame t+1 warped back by the HR frames' flow, where that flow is consistent both ways. The HR "
@@ -287,11 +279,7 @@ for axis, name in zip(np.atleast_1d(axes), sources, strict=True):
     for label, per_pair in rows.items():
         axis.plot([row["frame"] for row in per_pair], [row["flicker"] for row in per_pair], marker="o",
                   label=label, linestyle="--" if label == "HR frames" else "-")
-    axis.set_title(f"{name}: flicker per frame pair (t, t+1)")
-    axis.set_xlabel("frame t")
-    axis.set_ylabel("mean |difference| (0-255)")
-    axis.legend()
-    axis.grid(alpha=0.3)
+    figures.label(axis, f"{name}: flicker per frame pair (t, t+1)", "frame t", "mean |difference| (0-255)")
 plt.show()'''),
     ("code", '''\
 from lfrefsr.io.store import Store
