@@ -98,8 +98,10 @@ def plan(
                     one_sided.append(t)
             tasks.append(task)
         if one_sided:
-            log.warning("lfrefsr: warning: %s: no HR keyframe after frame %d: frames %d-%d use keyframe %d alone",
-                        store.path.name, one_sided[0] - 1, one_sided[0], one_sided[-1], keyframes[-1])
+            alone = (f"frame {one_sided[0]} uses" if len(one_sided) == 1
+                     else f"frames {one_sided[0]}-{one_sided[-1]} use")
+            log.warning("lfrefsr: warning: %s: no HR keyframe after keyframe %d: %s it alone", store.path.name,
+                        keyframes[-1], alone)
     else:
         ref = tuple(ref) if ref is not None else tuple(store.ref)
         rows, cols = store.view_shape[-2:]

@@ -460,7 +460,7 @@ def test_eval_video_with_the_keyframes_on_both_sides(frames_dir, out_dir):
     assert data["keyframe_every"] == 2 and data["reference"] == "keyframes"
     _check_method_entry(data["methods"]["flowwarp"], "frame", [1, 3])
     (warning,) = [line for line in result.stderr.splitlines() if "warning" in line]
-    assert "frames 3-3 use keyframe 2 alone" in warning
+    assert "after keyframe 2: frame 3 uses it alone" in warning
 
 
 # ---------------------------------------------------------------------------------------------------------------

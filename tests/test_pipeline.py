@@ -53,7 +53,7 @@ def test_keyframes_mode_takes_the_keyframes_on_both_sides_and_warns_once_at_the_
     assert found == [(1, 0, 3), (2, 0, 3), (4, 3, None), (5, 3, None)]
     assert [(t.hint.frame_offset, t.next_hint.frame_offset) for t in tasks[:2]] == [(1, -2), (2, -1)]
     (warning,) = [r.getMessage() for r in caplog.records if "no HR keyframe after" in r.getMessage()]
-    assert "frames 4-5 use keyframe 3 alone" in warning
+    assert "after keyframe 3: frames 4-5 use it alone" in warning
 
 
 def test_keyframes_mode_counts_only_every_kth_frame_when_asked(tmp_path):

@@ -33,6 +33,8 @@ def nearest(sides: Sequence[Side]) -> Side:
     """The side with the fewest frames (or grid steps) between reference and target; the first on a tie."""
     def distance(side: Side) -> int:
         hint = side[1]
+        if hint is None:
+            return 0
         if hint.frame_offset is not None:
             return abs(hint.frame_offset)
         return max(abs(d) for d in hint.grid_offset) if hint.grid_offset else 0
