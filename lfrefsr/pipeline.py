@@ -7,6 +7,7 @@ resumes where a killed run stopped.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import time
@@ -86,14 +87,15 @@ def plan(
                     )
                 tasks.append(Task(store, (t,), (reference,), ViewHint(frame_offset=1)))
                 continue
-            before = [s for s in keyframes if s < t]
-            if not before:
+            later = bisect.bisect_right(keyframes, t)  # keyframes[:later] are at or before t; t is not one
+            if not later:
                 raise InputError(f"no HR keyframe before frame {t}", store.path)
-            task = Task(store, (t,), (before[-1],), ViewHint(frame_offset=t - before[-1]))
+            before = keyframes[later - 1]
+            task = Task(store, (t,), (before,), ViewHint(frame_offset=t - before))
             if reference_mode == ReferenceMode.KEYFRAMES:
-                after = [s for s in keyframes if s > t]
-                if after:
-                    task = replace(task, next_reference=(after[0],), next_hint=ViewHint(frame_offset=t - after[0]))
+                if later < len(keyframes):
+                    after = keyframes[later]
+                    task = replace(task, next_reference=(after,), next_hint=ViewHint(frame_offset=t - after))
                 else:
                     one_sided.append(t)
             tasks.append(task)

@@ -141,15 +141,22 @@ def lr_disagreement(warped: torch.Tensor, lr: torch.Tensor, scale: int, psf: flo
     return residual.abs().mean(dim=1, keepdim=True)
 
 
+def local_disagreement(warped: torch.Tensor, lr: torch.Tensor, scale: int, window: int = 3, psf: float = 0.0,
+                       noise: float = 0.0, penalty: torch.Tensor | None = None) -> torch.Tensor:
+    """``lr_disagreement`` (N, 1, h, w), plus a ``penalty`` per LR pixel where given, averaged over each pixel's
+    ``window`` x ``window`` LR neighbourhood: how ``select_flow`` and ``FlowWarp.fuse`` judge a warp."""
+    disagreement = lr_disagreement(warped, lr, scale, psf, noise)  # (N, 1, h, w)
+    if penalty is not None:
+        disagreement = disagreement + penalty
+    return F.avg_pool2d(disagreement, window, stride=1, padding=window // 2, count_include_pad=False)
+
+
 def select_flow(ref: torch.Tensor, lr: torch.Tensor, scale: int, flows: list[torch.Tensor], window: int = 3,
                 psf: float = 0.0, noise: float = 0.0) -> torch.Tensor:
     """Per LR pixel, the flow whose warp of ``ref`` (1, 3, H, W) agrees best with ``lr`` (1, 3, h, w) over its
     ``window`` x ``window`` LR neighbourhood; choices are blended bilinearly at HR so the flow has no seams.
     flows: each (1, 2, H, W)."""
-    errors = []
-    for flow in flows:
-        disagreement = lr_disagreement(warp(ref, flow), lr, scale, psf, noise)  # (1, 1, h, w)
-        errors.append(F.avg_pool2d(disagreement, window, stride=1, padding=window // 2, count_include_pad=False))
+    errors = [local_disagreement(warp(ref, flow), lr, scale, window, psf, noise) for flow in flows]  # (1, 1, h, w)
     best = torch.cat(errors, dim=1).argmin(dim=1)  # (1, h, w) index of the best flow
     choice = F.one_hot(best, len(flows)).permute(0, 3, 1, 2).to(ref.dtype)  # (1, K, h, w)
     choice = F.interpolate(choice, size=flows[0].shape[-2:], mode="bilinear", align_corners=False)  # (1, K, H, W)
@@ -273,11 +280,10 @@ class FlowWarp(Method):
         lr = lr.to(self.device)[None]  # (1, 3, h, w)
         errors = []
         for aligned in alignments:
-            disagreement = lr_disagreement(aligned["warped"], lr, self.scale, self.psf, self.noise)  # (1, 1, h, w)
             inside = (~out_of_bounds(aligned["flow"], aligned["warped"].shape[-2:])).float()[:, None]  # (1,1,H,W)
             outside = 1 - F.avg_pool2d(inside, self.scale)  # (1, 1, h, w) the share of each LR pixel outside
-            errors.append(F.avg_pool2d(disagreement + outside, window, stride=1, padding=window // 2,
-                                       count_include_pad=False))
+            errors.append(local_disagreement(aligned["warped"], lr, self.scale, window, self.psf, self.noise,
+                                             penalty=outside))  # (1, 1, h, w)
         source = torch.softmax(-torch.cat(errors, dim=1) / temperature, dim=1)  # (1, K, h, w)
         source = F.interpolate(source, size=alignments[0]["warped"].shape[-2:], mode="bilinear",
                                align_corners=False)  # (1, K, H, W)
