@@ -3,9 +3,11 @@
 The reference is aligned to the target by the flowwarp chain (DIS flow on the equally blurred images, trust map,
 back-projected estimate); SS-Net takes the aligned reference, the estimate and the trust map (``hr_in_channels=7``)
 with the frozen SRResNet + NN LR features and predicts a residual over the estimate, fully convolutionally (tiles with
-a halo bound memory), and a final back-projection makes the result agree with the LR view. Why not CC-Net here: its
-matches live on the 8-pixel centre grid, and the reference warped by them scored 1.5-2.3 dB below the DIS warp on
-hci-backgammon and both Sintel folders; initialising DIS with them lowered backgammon by 0.3 dB (see the issue note).
+a halo bound memory), and a final back-projection makes the result agree with the LR view. CC-Net's part: in a video
+(and wherever no light-field disparity gives candidate flows), its matches, densified from the 8-pixel centre grid,
+and DIS refined from them compete with DIS per LR pixel; they win where the motion is larger than DIS's pyramid
+reaches. Warped by CC-Net's matches alone, the reference scored 1.5-2.3 dB below the DIS warp on hci-backgammon and
+both Sintel folders (the grid is too coarse for the final pixel), so they are candidates, never the only flow.
 In a light field run through the pipeline (``lightfield=True``), the reference's disparity is first estimated from all
 LR views at once (``lfrefsr.lightfield``), and each view keeps, per LR pixel, the best of its DIS flow and the flows
 that disparity and its local extremes near depth edges give. The paper's own design is ``refsr_paper``
@@ -69,16 +71,28 @@ class RefSROptions(SynthesisOptions, CameraOptions):
                                 "subsampled, the disparity sweep compares luma)", camera=True)
     lightfield: bool = option(True, "Light field: estimate the reference's disparity from all LR views at once and "
                                     "offer its flows beside DIS (--per-view: each view alone)", flag="--lightfield")
-    back_project: int = option(10, "Back-projection steps after SS-Net (skipped for a noisy LR camera)")
+    # Two steps: SS-Net's output already nearly agrees with the LR view, and each further step adds frame-to-frame
+    # flicker for nothing. Sintel alley_1 clean / final, previous HR frame as reference, 10 -> 2 -> 1 steps: RGB PSNR
+    # 32.748 -> 32.748 -> 32.743 and 38.207 -> 38.210 -> 38.202, flicker 2.231 -> 2.214 -> 2.202 and
+    # 1.437 -> 1.420 -> 1.407 (flowwarp 2.187, 1.399); hci-backgammon 28.88 at all three, 0.80 -> 0.68 s per view.
+    back_project: int = option(2, "Back-projection steps after SS-Net (skipped for a noisy LR camera)")
     tile: int | None = option(64, "SS-Net tile side in LR pixels, which bounds memory (None: the whole image)")
     # Where DIS_PATCHES compete (no light-field disparity, a clean LR camera), further candidates. DIS MEDIUM, RGB
     # PSNR, all frames, without -> with: Sintel alley_1 clean 32.56 -> 32.68, final 38.18 -> 38.20, seq-0016-0025
     # 30.99 -> 31.09, the same with keyframes every 4 frames 30.30 -> 30.44, psf=gauss:0.6 32.03 -> 32.09 and
-    # 30.40 -> 30.51; 0.61 -> 0.65-0.67 s per alley_1 frame. CC-Net (opt-in: +0.05 to +0.17 dB more with DIS MEDIUM, at
-    # 3.6x the seconds per frame; the issue-19 note has the table).
+    # 30.40 -> 30.51; 0.61 -> 0.65-0.67 s per alley_1 frame.
     medium_candidate: bool = option(True, "Also offer DIS with the MEDIUM preset as a candidate flow (video)")
-    ccnet_candidates: bool = option(False, "Also offer CC-Net's matches (7x7 aggregation), densified from the 8-px "
-                                           "centre grid, and DIS refined from them, as candidate flows (video)")
+    # CC-Net's candidates, RGB PSNR, all frames, without -> with: Sintel alley_1 clean 32.74 -> 32.78, final
+    # 38.17 -> 38.20, seq-0016-0025 31.17 -> 31.24, the same with keyframes every 4 frames (--reference keyframe)
+    # 30.54 -> 30.62; psf=gauss:0.6 32.07 -> 32.07 and 30.49 -> 30.51. A frame 40 px and 24 px from its reference
+    # (tests/test_methods.py), over 21 photographs: DIS alone lands on the motion (within 1 px) on 0-72 % of the
+    # frame, 0 % on 12 of them; with CC-Net, 56-96 % on 20 of them. Cost per Sintel frame on 2 cores: 0.17 -> 0.65 s
+    # of alignment, and CC-Net's reference features, 1.2 s per 1024 x 432 reference (once per reference). A noisy
+    # LR camera keeps its one DIS flow: on alley_1 with noise=3,jpeg=85, the selection with CC-Net's candidates
+    # gave 30.63 dB against 30.63 without.
+    ccnet_candidates: bool = option(True, "Also offer CC-Net's matches (7x7 aggregation), densified from the 8-px "
+                                          "centre grid, and DIS refined from them, as candidate flows (video; "
+                                          "false: faster, for small motion)")
     ccnet_search: int = option(48, "CC-Net's search range in HR pixels for ccnet_candidates (2-D, +-)")
 
 
