@@ -184,7 +184,7 @@ def _refsr_stages(nets, flowwarp, state, ref, lr, device, precision, scale):
     SISR features, SS-Net on the whole image, back-projection."""
     from lfrefsr.methods import get_method
     from lfrefsr.methods.flowwarp import back_project
-    from lfrefsr.methods.refsr import RefSROptions, flow_guide
+    from lfrefsr.methods.refsr import flow_guide
     from lfrefsr.synthesis import synthesize_image
 
     refsr = get_method("refsr", scale=scale, device=device, precision=precision)
@@ -206,7 +206,7 @@ def _refsr_stages(nets, flowwarp, state, ref, lr, device, precision, scale):
                                            aligned["result"][0], scale=scale)[0]
 
     def final_back_projection():
-        back_project(state["sr"][None], lr, scale, RefSROptions().back_project)
+        back_project(state["sr"][None], lr, scale, refsr.back_project_steps)
 
     return [(VIDEO_STAGES[0], reference_features), (VIDEO_STAGES[1], alignment),
             (SYNTHESIS_STAGES[0], sisr_features), (SYNTHESIS_STAGES[1], ssnet_image),

@@ -283,14 +283,14 @@ def test_reconstruct_bf16_without_native_bf16_runs_float32(lf_dir, out_dir, no_n
     assert len(warning) == 1 and "float32" in warning[0] and AVX2_ONLY_MISSING in warning[0]
     assert runs["fp32"].stderr.strip() == ""
     for store in stores.values():
-        assert store.result_attrs("refsr") == {"precision": "fp32", "networks": "sisr+ssnet"}
+        assert store.result_attrs("refsr") == {"precision": "fp32", "networks": "sisr+ssnet+ccnet"}
     for index in stores["fp32"].views():
         if index != (0, 0):
             np.testing.assert_array_equal(stores["bf16"].read_result("refsr", index),
                                           stores["fp32"].read_result("refsr", index))
     info = run_cli(["info", stores["bf16"].path])
     _ok(info)
-    assert "sr/refsr: 8 views done, precision fp32, networks sisr+ssnet" in info.stdout
+    assert "sr/refsr: 8 views done, precision fp32, networks sisr+ssnet+ccnet" in info.stdout
 
 
 def test_reconstruct_takes_the_lr_cameras_psf_and_noise_by_hand(lf_dir, out_dir):

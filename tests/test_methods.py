@@ -229,3 +229,17 @@ def test_ccnet_candidates_recover_a_large_displacement_dis_misses():
     dis_only, with_ccnet = align(ccnet_candidates=False), align()
     assert right(dis_only) < 0.2 and right(with_ccnet) > 0.85, (right(dis_only), right(with_ccnet))
     assert disagreement(with_ccnet) < disagreement(dis_only)
+
+
+def test_refsr_back_projects_by_its_lr_camera():
+    """Two steps after SS-Net for the protocol's camera, ten for a lens blur it never saw, what the user gives
+    otherwise; a noisy camera's view is not projected onto at all (its result equals SS-Net's, any steps given)."""
+    from lfrefsr.methods.refsr import BACK_PROJECT
+
+    assert get_method("refsr").back_project_steps == BACK_PROJECT["protocol"] == 2
+    assert get_method("refsr", psf=0.6).back_project_steps == BACK_PROJECT["lens"] == 10
+    assert get_method("refsr", psf=0.6, back_project=0).back_project_steps == 0
+    hr = protocol.to_float(make_video(frames=2, size=(64, 64), seed=3)["hr"])  # (2, 3, 64, 64)
+    lr = protocol.downsample(hr[1][None], 8)[0]
+    noisy = [get_method("refsr", noise=5.0, back_project=steps, ccnet_candidates=False) for steps in (0, 10)]
+    torch.testing.assert_close(*(method(lr, hr[0]) for method in noisy))

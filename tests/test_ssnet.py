@@ -245,3 +245,21 @@ def test_conv_to_one_equals_the_convolution_of_the_concatenation(kernel):
         half = taps([part.bfloat16() for part in parts])
     assert half.dtype == torch.bfloat16
     torch.testing.assert_close(half.float(), expected, rtol=0.05, atol=0.25)  # bf16 sums of ~100 terms
+
+
+def test_sliding_windows_are_placed_and_weighted_exactly():
+    """A network whose output at a pixel does not depend on where its window starts (nearest upsampling) gives the
+    whole-image result through the weighted sliding windows, borders and odd sizes included; the weights favour each
+    window's centre and never vanish."""
+    from lfrefsr.methods.sisr import run_sliding, window_weight
+
+    class Nearest(torch.nn.Module):
+        scale = 8
+
+        def forward(self, x):
+            return torch.nn.functional.interpolate(x, scale_factor=8, mode="nearest")
+
+    lr = torch.rand(1, 3, 13, 21)
+    torch.testing.assert_close(run_sliding(Nearest(), lr, patch=6, stride=2), Nearest()(lr))
+    weight = window_weight(48)
+    assert weight.min() > 0 and weight[23, 23] == weight.max() > weight[0, 23] > weight[0, 0]

@@ -30,6 +30,16 @@ from lfrefsr.methods.networks import SynthesisNetworks, SynthesisOptions
 from lfrefsr.methods.options import CameraOptions, option
 from lfrefsr.models.ssnet import GUIDE_CHANNELS
 
+# SS-Net's final back-projection steps, by LR camera. The protocol's camera: SS-Net's output already nearly agrees
+# with the LR view, and each further step adds frame-to-frame flicker for nothing. Sintel alley_1 clean / final,
+# previous HR frame as reference, 10 -> 2 -> 1 steps: RGB PSNR 32.748 -> 32.748 -> 32.743 and 38.207 -> 38.210 ->
+# 38.202, flicker 2.231 -> 2.214 -> 2.202 and 1.437 -> 1.420 -> 1.407 (flowwarp 2.187, 1.399); seq-0016-0025
+# 31.17 / 31.17 / 31.16; hci-backgammon 28.88 at all three, 0.80 -> 0.68 s per view. A lens blur (psf) SS-Net never saw
+# leaves more to correct: alley_1 with psf=gauss:0.6, 2 / 3 / 5 / 10 steps: 32.067 / 32.072 / 32.078 / 32.083.
+# A noisy camera gets none (see _synthesise).
+BACK_PROJECT = {"protocol": 2, "lens": 10}
+
+
 # Where no light-field disparity gives candidate flows (video, --per-view) and the LR camera is not noisy, DIS at
 # these patch sides compete per LR pixel instead. refsr, RGB PSNR, all frames, single DIS (the camera's rule) -> these
 # three: Sintel alley_1 clean 32.43 -> 32.56, final 38.05 -> 38.18, seq-0016-0025 30.87 -> 30.99; psf=gauss:0.6
@@ -71,11 +81,9 @@ class RefSROptions(SynthesisOptions, CameraOptions):
                                 "subsampled, the disparity sweep compares luma)", camera=True)
     lightfield: bool = option(True, "Light field: estimate the reference's disparity from all LR views at once and "
                                     "offer its flows beside DIS (--per-view: each view alone)", flag="--lightfield")
-    # Two steps: SS-Net's output already nearly agrees with the LR view, and each further step adds frame-to-frame
-    # flicker for nothing. Sintel alley_1 clean / final, previous HR frame as reference, 10 -> 2 -> 1 steps: RGB PSNR
-    # 32.748 -> 32.748 -> 32.743 and 38.207 -> 38.210 -> 38.202, flicker 2.231 -> 2.214 -> 2.202 and
-    # 1.437 -> 1.420 -> 1.407 (flowwarp 2.187, 1.399); hci-backgammon 28.88 at all three, 0.80 -> 0.68 s per view.
-    back_project: int = option(2, "Back-projection steps after SS-Net (skipped for a noisy LR camera)")
+    back_project: int | None = option(None, "Back-projection steps after SS-Net [default: BACK_PROJECT's rule: 2 "
+                                            "for the protocol's LR camera, 10 for a lens blur (psf); none for a "
+                                            "noisy camera]")
     tile: int | None = option(64, "SS-Net tile side in LR pixels, which bounds memory (None: the whole image)")
     # Where DIS_PATCHES compete (no light-field disparity, a clean LR camera), further candidates. DIS MEDIUM, RGB
     # PSNR, all frames, without -> with: Sintel alley_1 clean 32.56 -> 32.68, final 38.18 -> 38.20, seq-0016-0025
@@ -112,6 +120,8 @@ class RefSR(Method):
         self.uses_views = chosen.lightfield
         # the LR camera (lfrefsr.capture): the flow chain, the disparity, the back-projection
         self.psf, self.noise, self.chroma = chosen.psf, chosen.noise, chosen.chroma
+        self.back_project_steps = chosen.back_project if chosen.back_project is not None else \
+            BACK_PROJECT["lens" if self.psf > 0 else "protocol"]
         self.synthesis = SynthesisNetworks(chosen, scale, self.device, shipped="ssnet",
                                            guide_channels=sum(GUIDE_CHANNELS.values()),
                                            recipe="pipelines/ssnet_cpu.yaml")
@@ -201,8 +211,8 @@ class RefSR(Method):
         sr = sr.float()
         # A noisy LR view is no better evidence than SS-Net's output: projecting onto it brought its noise back
         # (noise=3,jpeg=85, 10 frames or views: -0.08 dB on Sintel alley_1, -0.06 seq-0016-0025, -0.04 hci-backgammon)
-        if self.options.back_project and not noisy(self.noise):
-            sr = back_project(sr[None], lr[None], self.scale, self.options.back_project, self.psf, self.noise)[0]
+        if self.back_project_steps and not noisy(self.noise):
+            sr = back_project(sr[None], lr[None], self.scale, self.back_project_steps, self.psf, self.noise)[0]
         return sr.clamp(0.0, 1.0), mask.float(), aligned["weight"][0].float()
 
     def super_resolve(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None = None) -> torch.Tensor:
