@@ -173,13 +173,13 @@ def _stages(size: int, device: str, precision: str, grid: int, scale: int = 8):
     ref = frames[0][None].to(device)
     lr = protocol.stored_lr(frames[1], scale)[None].to(device)
     state: dict = {}
-    refsr = _refsr_stages(nets, flowwarp, state, ref, lr, device, precision, scale)
+    refsr = _refsr_stages(nets, state, ref, lr, device, precision, scale)
     lightfield, lf_views = _lightfield_stages(flowwarp, state, size, device, grid, scale)
     paper = _paper_stages(nets, state, ref, lr, device, precision, scale)
     return [*refsr, *lightfield, *paper], lf_views
 
 
-def _refsr_stages(nets, flowwarp, state, ref, lr, device, precision, scale):
+def _refsr_stages(nets, state, ref, lr, device, precision, scale):
     """refsr's default variant on the pair: the video alignment (the method's own, CC-Net's candidates included),
     SISR features, SS-Net on the whole image, back-projection."""
     from lfrefsr.methods import get_method
