@@ -160,7 +160,7 @@ def test_two_keyframes_fused_beat_either_alone_and_a_wrong_one_is_left_out(keyfr
     another scene explains the LR view worse almost everywhere, so fusing it in costs far less than using it, whichever
     side it is on. (refsr's CC-Net candidates find local look-alikes in the other scene: with them, the good keyframe
     with the wrong one scores 1.0 dB below the good one alone, 0.4 dB without them; a frame-level penalty that left
-    the wrong one out cost 0.1-0.25 dB on Sintel seq-0016-0025 with keyframes every 4 and 8 frames.)"""
+    the wrong one out cost 0.1-0.31 dB on Sintel seq-0016-0025 with keyframes every 4 and 8 frames.)"""
     from lfrefsr.methods import ViewHint
 
     hr, unrelated = keyframe_pair
