@@ -9,6 +9,12 @@ edges (``edge_mask``) kept (a coarse grid, then a golden-section refinement). Th
 deviation over all pixels is the noise level; compression artefacts count into it. The protocol's own LR views give
 ``psf`` 0 and noise below one grey level.
 
+A codec's error is no noise: JPEG's is fixed by the image and its block grid. Where the LR views were written as JPEG,
+the camera's prediction passed through JPEG at the right quality explains them far better than without
+(``fit_jpeg``); the quality is recorded (``jpeg``), and the light-field disparity sweep then predicts each LR view
+through the same codec (``lfrefsr.lightfield``). ``psf`` and ``noise`` stay the codec-free fit the methods were tuned
+with.
+
 Where no view has both images (a hybrid light field whose LR camera skips the reference position) nothing is
 estimated; a user can give the values by hand.
 """
@@ -28,6 +34,13 @@ PSF_MAX = 2.0  # LR pixels: sigma 16 HR pixels at x8, far beyond any lens a hybr
 GRID = 21  # coarse candidates over [0, PSF_MAX] before the refinement
 MAX_PAIRS = 4  # HR/LR pairs used (the first ones in store order): the estimate is per camera, not per view
 MAX_SIDE = 768  # HR pixels: a centre crop of larger images is plenty for one blur width and bounds the cost
+# JPEG fit: qualities tried, the lens blurs tried with each (LR px), and how much of the codec-free residual (rms) the
+# best must leave at most to count as a JPEG camera. Measured residual rms ratios: JPEG 85 with noise 3 on
+# hci-backgammon 0.29, Sintel alley_1 0.62, seq-0016-0025 0.67 (the true quality found on each); H.264 CRF 28 1.00,
+# the protocol's own and lens-blurred views: no quality fits better than none.
+JPEG_QUALITIES = tuple(range(50, 101, 5))
+JPEG_PSFS = tuple(round(0.1 * k, 1) for k in range(11))
+JPEG_RATIO = 0.8
 
 
 @dataclass(frozen=True)
@@ -35,13 +48,15 @@ class CaptureEstimate:
     """``psf``: Gaussian sigma in LR pixels (``psf * scale`` HR pixels); ``gain`` per channel; ``noise``: robust
     residual sigma in 1/255; ``pairs``: how many HR/LR pairs it was fitted on; ``chroma``: the residual's colour
     difference sigma over its luma sigma (about 1 for sensor noise, well above where a codec subsampled the colour:
-    3.4 for JPEG 85 on hci-backgammon's colourful texture; stores written before it was measured read 1)."""
+    3.4 for JPEG 85 on hci-backgammon's colourful texture; stores written before it was measured read 1); ``jpeg``: the
+    quality of the JPEG the LR views were written as (``fit_jpeg``), None for no JPEG (and in older stores)."""
 
     psf: float
     gain: tuple[float, ...]
     noise: float
     pairs: int
     chroma: float = 1.0
+    jpeg: int | None = None
 
     def as_json(self) -> dict:
         return {key: (list(value) if isinstance(value, tuple) else value) for key, value in asdict(self).items()}
@@ -49,13 +64,15 @@ class CaptureEstimate:
     @classmethod
     def from_json(cls, data: dict) -> CaptureEstimate:
         return cls(psf=float(data["psf"]), gain=tuple(data["gain"]), noise=float(data["noise"]),
-                   pairs=int(data["pairs"]), chroma=float(data.get("chroma", 1.0)))
+                   pairs=int(data["pairs"]), chroma=float(data.get("chroma", 1.0)),
+                   jpeg=None if data.get("jpeg") is None else int(data["jpeg"]))
 
     def line(self, scale: int) -> str:
         gains = ", ".join(f"{g:.3f}" for g in self.gain)
         return (f"psf gauss:{self.psf:.2f} (sigma {self.psf * scale:.1f} HR px), gain {gains}, "
                 f"noise {self.noise:.1f}/255" + (f", colour residual {self.chroma:.1f}x luma (subsampled colour)"
                                                   if subsampled(self.chroma) else "")
+                + (f", JPEG quality {self.jpeg}" if self.jpeg is not None else "")
                 + f" ({self.pairs} HR/LR pair{'s' if self.pairs != 1 else ''})")
 
 
@@ -148,8 +165,34 @@ def estimate(hrs: list[torch.Tensor], lrs: list[torch.Tensor], scale: int) -> Ca
             luma = protocol.luma(residual)[:, 0]  # (N, h, w)
             colour = (robust_sigma(0.564 * (residual[:, 2] - luma)) + robust_sigma(0.713 * (residual[:, 0] - luma))) / 2
             chroma = colour / max(robust_sigma(luma), 0.05)
+        quality = fit_jpeg(hr, lr, scale, float(psf), gain)
     return CaptureEstimate(psf=round(float(psf), 4), gain=tuple(round(float(g), 4) for g in gain),
-                           noise=round(noise, 3), pairs=len(hrs), chroma=round(chroma, 3))
+                           noise=round(noise, 3), pairs=len(hrs), chroma=round(chroma, 3), jpeg=quality)
+
+
+def fit_jpeg(hr: torch.Tensor, lr: torch.Tensor, scale: int, psf: float, gain: torch.Tensor) -> int | None:
+    """The JPEG quality the LR views (N, 3, h, w) were written at, from the HR views (N, 3, H, W) of the same views and
+    the codec-free fit (``psf``, ``gain`` (C,)); None where none explains them clearly better than no codec.
+
+    Every quality in ``JPEG_QUALITIES`` is tried with every lens blur in ``JPEG_PSFS`` (and ``psf``): JPEG's own
+    smoothing reads as a blur to the codec-free fit (0.27 LR px for JPEG 85 on hci-backgammon, whose lens has none).
+    The LR views must start on the codec's 16-pixel grid (``estimate_store`` crops there)."""
+    if lr.shape[1] != 3:
+        return None
+
+    def rms(predicted: torch.Tensor) -> float:
+        return float((predicted - lr)[..., 2:-2, 2:-2].pow(2).mean().sqrt())
+
+    gain = gain.view(1, -1, 1, 1)
+    without = rms(protocol.camera_downsample(hr, scale, psf) * gain)
+    best, quality = math.inf, None
+    for blur in sorted({*JPEG_PSFS, round(psf, 3)}):
+        predicted = (protocol.camera_downsample(hr, scale, blur) * gain).clamp(0, 1)  # (N, 3, h, w)
+        for candidate in JPEG_QUALITIES:
+            error = rms(protocol.through_jpeg(predicted, candidate))
+            if error < best:
+                best, quality = error, candidate
+    return quality if best < JPEG_RATIO * without else None
 
 
 def estimate_store(store) -> CaptureEstimate | None:
@@ -168,7 +211,7 @@ def estimate_store(store) -> CaptureEstimate | None:
     s = store.scale
     h, w = store.shape_lr
     ch, cw = min(h, MAX_SIDE // s), min(w, MAX_SIDE // s)  # centre crop in LR pixels
-    y, x = (h - ch) // 2, (w - cw) // 2
+    y, x = (h - ch) // 2 // 16 * 16, (w - cw) // 2 // 16 * 16  # on a codec's 16-pixel block grid (fit_jpeg)
     hrs = [hr[:, y * s : (y + ch) * s, x * s : (x + cw) * s] for hr in hrs]
     lrs = [lr[:, y : y + ch, x : x + cw] for lr in lrs]
     try:

@@ -185,7 +185,7 @@ class Degradation:
         """Integer HR views (C, H, W), in store order -> their degraded integer LR views of the same dtype."""
         lrs = [self._camera(hr, scale, position) for position, hr in enumerate(hrs)]
         if self.jpeg is not None:
-            lrs = [_jpeg(lr, self.jpeg) for lr in lrs]
+            lrs = [jpeg(lr, self.jpeg) for lr in lrs]
         if self.h264 is not None:
             lrs = _h264(lrs, self.h264)
         return lrs
@@ -208,7 +208,7 @@ def _from_8bit(image: np.ndarray, dtype) -> np.ndarray:
     return image if np.dtype(dtype) == np.uint8 else quantize(to_float(image), dtype)
 
 
-def _jpeg(lr: np.ndarray, quality: int) -> np.ndarray:
+def jpeg(lr: np.ndarray, quality: int) -> np.ndarray:
     """(C, h, w) integer -> the same after a JPEG round trip at ``quality`` (8-bit, 4:2:0, as cameras write)."""
     import cv2
 
@@ -218,6 +218,13 @@ def _jpeg(lr: np.ndarray, quality: int) -> np.ndarray:
         raise InputError(f"JPEG encoding failed at quality {quality}")
     decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)[..., ::-1]  # (h, w, 3) RGB
     return _from_8bit(np.ascontiguousarray(decoded.transpose(2, 0, 1)), lr.dtype)
+
+
+def through_jpeg(images: torch.Tensor, quality: int) -> torch.Tensor:
+    """Float images (N, 3, h, w) in [0, 1] -> the same after an 8-bit JPEG round trip at ``quality`` (``jpeg``): what
+    a camera that writes JPEG would have stored. The 8 x 8 blocks (16 x 16 for the subsampled colour) sit on each
+    image's own pixel grid, so an image must be the whole LR view, or a crop of it at a multiple of 16 pixels."""
+    return torch.stack([to_float(jpeg(quantize(image), quality)) for image in images]).to(images)
 
 
 def _h264(lrs: list[np.ndarray], crf: int) -> list[np.ndarray]:

@@ -35,6 +35,20 @@ def test_a_known_degradation_is_found_again(spec, psf, gain, noise):
     assert abs(found.noise - noise) < 0.6
 
 
+@pytest.mark.parametrize("spec,quality", [
+    ("jpeg=85", 85), ("noise=3,jpeg=85", 85), ("noise=2,jpeg=70", 70), ("psf=gauss:0.4,jpeg=95", 95),
+    ("", None), ("noise=3", None), ("psf=gauss:0.6", None), ("h264=28", None),
+])
+def test_the_jpeg_quality_the_lr_views_were_written_at_is_found(spec, quality):
+    """JPEG's error is fixed by the image and its block grid: predicted through the right quality, the LR views are
+    explained far better than without; no quality explains views that never went through JPEG (an H.264 stream's
+    blocks and motion are not JPEG's)."""
+    found = _estimate(spec)
+    assert found.jpeg == quality
+    assert capture.CaptureEstimate.from_json(found.as_json()) == found
+    assert ("JPEG quality" in found.line(8)) == (quality is not None)
+
+
 def test_lr_views_too_small_to_fit_are_refused():
     with pytest.raises(ValueError):
         capture.estimate([torch.rand(3, 32, 32)], [torch.rand(3, 4, 4)], 8)

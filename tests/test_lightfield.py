@@ -6,9 +6,10 @@ import torch
 
 from lfrefsr import metrics, protocol
 from lfrefsr.data.synthetic import make_lightfield
-from lfrefsr.lightfield import estimate_disparity, view_disparity, view_flow
+from lfrefsr.lightfield import estimate_disparity, prefiltered, view_disparity, view_flow
 from lfrefsr.methods import ViewHint, get_method
 from lfrefsr.methods.flowwarp import select_flow
+from lfrefsr.warp import pixel_grid, sample, warp
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +31,38 @@ def test_disparity_of_the_reference_is_recovered_from_lr_views(light_field):
     flipped = estimate_disparity(light_field["hr"][0, 0], [((-du, -dv), lr) for (du, dv), lr in light_field["views"]],
                                  8)
     assert ((flipped - truth).abs() < 0.5).float().mean() < 0.5  # the offsets' sign matters
+
+
+def test_the_prefiltered_reference_is_the_protocols_lr_image_at_every_phase():
+    image = torch.rand(3, 64, 80, generator=torch.Generator().manual_seed(0))
+    phases = prefiltered(image, 8)
+    assert torch.allclose(phases[:, ::8, ::8], protocol.downsample(image, 8), atol=1e-6)
+    for shift in ((16.0, 8.0), (3.0, 5.0), (2.5, -1.25)):  # (x, y) HR px: the image translated, then decimated
+        offset = torch.tensor(shift)[:, None, None]
+        translated = sample(image[None], (pixel_grid(64, 80) + offset)[None])[0]
+        predicted = sample(phases[None], (pixel_grid(8, 10) * 8 + offset)[None])[0]
+        interior = (slice(None), slice(3, 5), slice(2, 6))  # the decimation's support stays inside the image
+        assert torch.allclose(predicted[interior], protocol.downsample(translated, 8)[interior], atol=1e-5)
+
+
+@pytest.mark.parametrize("spec", ["jpeg=85", "noise=3,jpeg=85"])
+def test_views_written_as_jpeg_give_a_better_disparity_through_the_codec(spec):
+    """The sweep that predicts each view through the codec on its own grid recovers the disparity better than the
+    plain one, which takes JPEG's error (fixed by the content and the block grid) for noise."""
+    data = make_lightfield(grid=5, size=(256, 256), seed=3, max_disparity=1.5)
+    positions = [(u, v) for u in range(5) for v in range(5)]
+    lrs = protocol.Degradation.parse(spec).lr_views([data["hr"][u, v] for u, v in positions], 8)
+    views = [(p, protocol.to_float(lr)) for p, lr in zip(positions, lrs, strict=True) if p != (0, 0)]
+    ref = protocol.to_float(data["hr"][0, 0])
+    truth = data["scene"].disparity((0, 0, 0))
+    plain = estimate_disparity(ref, views, 8, keep=1.0, window=9, luma=True)  # the plain sweep's noisy rule
+    codec = estimate_disparity(ref, views, 8, jpeg=85)
+    inside = (slice(32, -32), slice(32, -32))
+    assert (codec - truth)[inside].abs().median() < 0.6 * (plain - truth)[inside].abs().median()
+    far = (4, 4)  # the reference warped to the farthest view by each: what refsr's alignment starts from
+    hr_far = protocol.to_float(data["hr"][far])
+    warped = [metrics.psnr(warp(ref[None], view_flow(d, far)[None])[0], hr_far) for d in (plain, codec)]
+    assert warped[1] > warped[0] + 1.0
 
 
 def test_view_disparity_is_the_fixed_point():

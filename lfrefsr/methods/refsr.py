@@ -23,6 +23,7 @@ import torch
 
 from lfrefsr import protocol
 from lfrefsr.capture import noisy
+from lfrefsr.errors import LfrefsrError
 from lfrefsr.lightfield import MIN_VIEWS, disparity_hypotheses, estimate_disparity, sweep_settings, view_flow
 from lfrefsr.methods.base import Method, Side, ViewHint, register
 from lfrefsr.methods.flowwarp import FlowContext, FlowWarp, back_project, soft_threshold
@@ -73,12 +74,44 @@ def flow_guide(aligned: dict) -> torch.Tensor:
     return torch.cat([aligned["warped"], aligned["result"], aligned["weight"]], 1)[0]
 
 
+def prepare_ccnet(context: FlowContext, matcher, noise: float) -> None:
+    """CC-Net's reference features into ``context`` where ``align_reference`` will use them: a matcher given and a
+    camera that is not noisy (a light field's disparity, where there is one, takes CC-Net's place)."""
+    if matcher is not None and not noisy(noise):
+        context.ccnet = matcher.prepare(context.ref)
+
+
+def align_reference(flowwarp: FlowWarp, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None = None, *,
+                    matcher=None, medium: bool = True, flow_error: torch.Tensor | None = None,
+                    blend: bool = True) -> dict:
+    """refsr's alignment of one reference to LR target (3, h, w): ``FlowWarp.align`` with the candidate flows the
+    view has. A light-field view (``context.disparity`` and a grid offset): the disparity's flows beside DIS. Elsewhere,
+    a camera that is not noisy: DIS at ``DIS_PATCHES``, DIS MEDIUM (``medium``) and, with a ``matcher`` (its features
+    in ``context.ccnet``, ``prepare_ccnet``), CC-Net's densified matches and DIS refined from them. A noisy camera:
+    its one DIS flow. Inference and SS-Net's training pairs (``alignment: refsr``) share it. Returns ``align``'s dict,
+    each (1, C, H, W)."""
+    candidates = []
+    if context.disparity is not None and hint is not None and hint.grid_offset:
+        candidates = [view_flow(d, hint.grid_offset) for d in context.disparity]  # each (2, H, W)
+    several = not candidates and not noisy(flowwarp.noise)
+    starts, presets = [], ()
+    if several:
+        if matcher is not None:
+            coarse = matcher.match(lr, context.ccnet).dense_flow(context.ref.shape[-2:])  # (2, H, W)
+            candidates, starts = [coarse], [coarse]
+        presets = ("medium",) if medium else ()
+    return flowwarp.align(lr, context, flow_error, candidates=candidates, patches=DIS_PATCHES if several else None,
+                          starts=starts, presets=presets, blend=blend)
+
+
 @dataclass(frozen=True)
 class RefSROptions(SynthesisOptions, CameraOptions):
     """refsr's options."""
 
     chroma: float = option(1.0, "The LR camera's colour-difference noise over its luma noise (above 1.5: colour "
                                 "subsampled, the disparity sweep compares luma)", camera=True)
+    jpeg: int | None = option(None, "The quality of the JPEG the LR views were written as (None: no JPEG); the "
+                                    "light-field disparity sweep predicts each view through it", camera=True)
     lightfield: bool = option(True, "Light field: estimate the reference's disparity from all LR views at once and "
                                     "offer its flows beside DIS (--per-view: each view alone)", flag="--lightfield")
     back_project: int | None = option(None, "Back-projection steps after SS-Net [default: BACK_PROJECT's rule: 2 "
@@ -119,7 +152,9 @@ class RefSR(Method):
         # the shared disparity needs the light field's LR views: the pipeline reads them only when this is set
         self.uses_views = chosen.lightfield
         # the LR camera (lfrefsr.capture): the flow chain, the disparity, the back-projection
-        self.psf, self.noise, self.chroma = chosen.psf, chosen.noise, chosen.chroma
+        self.psf, self.noise, self.chroma, self.jpeg = chosen.psf, chosen.noise, chosen.chroma, chosen.jpeg
+        if self.jpeg is not None and not 1 <= self.jpeg <= 100:
+            raise LfrefsrError(f"jpeg={self.jpeg}: a JPEG quality is from 1 to 100")
         self.back_project_steps = chosen.back_project if chosen.back_project is not None else \
             BACK_PROJECT["lens" if self.psf > 0 else "protocol"]
         self.synthesis = SynthesisNetworks(chosen, scale, self.device, shipped="ssnet",
@@ -149,10 +184,10 @@ class RefSR(Method):
         grid_views = [(hint.grid_offset, lr.to(self.device)) for hint, lr in views or () if hint.grid_offset]
         if self.uses_views and len(grid_views) >= MIN_VIEWS:
             disparity = estimate_disparity(ref, grid_views, self.scale, psf=self.psf,
-                                           **sweep_settings(self.noise, self.chroma))  # (H, W)
+                                           **sweep_settings(self.noise, self.chroma, self.jpeg))  # (H, W)
             context.disparity = disparity_hypotheses(disparity)  # [(H, W)]
-        if self.matcher is not None and context.disparity is None and not noisy(self.noise):  # where it is used
-            context.ccnet = self.matcher.prepare(ref)
+        if context.disparity is None:
+            prepare_ccnet(context, self.matcher, self.noise)
         return context
 
     def super_resolve_with_mask(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None = None):
@@ -175,19 +210,9 @@ class RefSR(Method):
         return sr, torch.cat([trust, mask])  # (2, H, W)
 
     def _align(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None, blend: bool = True) -> dict:
-        """``FlowWarp.align`` of one reference with this method's candidate flows."""
-        candidates = []
-        if context.disparity is not None and hint is not None and hint.grid_offset:
-            candidates = [view_flow(d, hint.grid_offset) for d in context.disparity]  # each (2, H, W)
-        several = not candidates and not noisy(self.noise)
-        starts, presets = [], ()
-        if several:
-            if self.matcher is not None:
-                coarse = self.matcher.match(lr, context.ccnet).dense_flow(context.ref.shape[-2:])  # (2, H, W)
-                candidates, starts = [coarse], [coarse]
-            presets = ("medium",) if self.options.medium_candidate else ()
-        return self.flowwarp.align(lr, context, candidates=candidates, patches=DIS_PATCHES if several else None,
-                                   starts=starts, presets=presets, blend=blend)  # each (1, C, H, W)
+        """``FlowWarp.align`` of one reference with this method's candidate flows (``align_reference``)."""
+        return align_reference(self.flowwarp, lr, context, hint, matcher=self.matcher,
+                               medium=self.options.medium_candidate, blend=blend)
 
     @torch.inference_mode()
     def _synthesise(self, lr: torch.Tensor, sides: Sequence[Side]):

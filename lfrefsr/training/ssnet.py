@@ -17,7 +17,7 @@ from lfrefsr import capture, protocol
 from lfrefsr.capability import effective_precision
 from lfrefsr.correspondence.matchers import get_matcher
 from lfrefsr.methods.flowwarp import FlowWarp
-from lfrefsr.methods.refsr import flow_guide
+from lfrefsr.methods.refsr import RefSROptions, align_reference, flow_guide, prepare_ccnet
 from lfrefsr.synthesis import dense_flow
 from lfrefsr.training.ccnet import degrade
 from lfrefsr.training.common import initial_model, save_checkpoint, train_loop
@@ -71,11 +71,15 @@ class PairPool:
         from lfrefsr.weights import load_network
 
         self.sisr, _ = load_network("sisr", config.get("sisr_weights"))
-        self.alignment = config.get("alignment", "ccnet")  # "flow": refsr's default variant, "ccnet": the paper
-        self.flowwarp = FlowWarp(self.pair_cfg.scale) if self.alignment == "flow" else None
-        self.matcher = None if self.flowwarp is not None else get_matcher(
-            "ccnet", scale=self.pair_cfg.scale, search_range=int(train["search_range"]),
-            weights=config.get("ccnet_weights"))
+        # "refsr": refsr's own alignment (align_reference: DIS at several patch sides, DIS MEDIUM, CC-Net's
+        # candidates); "flow": the flowwarp chain's one DIS flow; "ccnet": the paper (CC-Net's matches)
+        self.alignment = config.get("alignment", "ccnet")
+        self.flowwarp = FlowWarp(self.pair_cfg.scale) if self.alignment in ("flow", "refsr") else None
+        self.matcher = None
+        if self.alignment in ("ccnet", "refsr"):
+            search = int(train["search_range"]) if self.alignment == "ccnet" else RefSROptions().ccnet_search
+            self.matcher = get_matcher("ccnet", scale=self.pair_cfg.scale, search_range=search,
+                                       weights=config.get("ccnet_weights"))
         self.photos, self.noise = photos, float(train.get("noise", 0.0))
         self.flow_error = float(train.get("flow_error", 0.0))  # px: rms of a smooth error added to the flow
         self.degrade = train.get("degrade")  # real LR cameras (random_degradation); None: the clean protocol
@@ -93,7 +97,12 @@ class PairPool:
         if self.flowwarp is not None:  # exactly what refsr's default variant feeds SS-Net
             error = smooth_flow_error(rng, ref.shape[-2:], self.flow_error) if self.flow_error else None
             flowwarp = FlowWarp(scale, psf=psf, noise=noise) if (psf or noise) else self.flowwarp
-            aligned = flowwarp.align(lr[0], flowwarp.prepare(ref), error)  # each (1, C, S, S)
+            context = flowwarp.prepare(ref)
+            if self.alignment == "refsr":
+                prepare_ccnet(context, self.matcher, noise)
+                aligned = align_reference(flowwarp, lr[0], context, matcher=self.matcher, flow_error=error)
+            else:
+                aligned = flowwarp.align(lr[0], context, error)  # each (1, C, S, S)
             return {"lr_features": lr_features, "base": aligned["result"][0], "hr": pair.target,
                     "ref": flow_guide(aligned)}  # guide (7, S, S)
         direction = pair.direction if self.epipolar else None  # as refsr searches light fields at inference
