@@ -146,8 +146,8 @@ class _CodecPrediction:
 
     def __init__(self, ref: torch.Tensor, lrs: torch.Tensor, offsets: torch.Tensor, scale: int, psf: float,
                  quality: int, luma: bool):
-        lens = _lens(ref[None], scale, psf) if psf > 0 else ref[None]  # (1, 3, H, W)
-        self.phases = prefiltered(lens[0], scale)[None]  # (1, 3, H, W)
+        seen = protocol.lens(ref, scale, psf) if psf > 0 else ref  # (3, H, W)
+        self.phases = prefiltered(seen, scale)[None]  # (1, 3, H, W)
         self.lrs, self.offsets, self.scale, self.quality, self.luma = lrs, offsets, scale, quality, luma
         low_h, low_w = lrs.shape[-2:]
         self.grid = pixel_grid(low_h, low_w, device=ref.device, dtype=ref.dtype) * scale  # (2, h, w) in HR px
@@ -164,13 +164,6 @@ class _CodecPrediction:
         if self.luma:
             predicted = protocol.luma(predicted)
         return (predicted - self.target).abs().mean(1, keepdim=True)
-
-
-def _lens(image: torch.Tensor, scale: int, psf: float) -> torch.Tensor:
-    """(1, C, H, W) blurred by the LR camera's Gaussian lens of ``psf`` LR pixels (``protocol.camera_downsample``'s)."""
-    from lfrefsr.filters import gaussian_kernel, separable_blur
-
-    return separable_blur(image, gaussian_kernel(psf * scale))
 
 
 def _subpixel_argmin(costs: torch.Tensor, candidates: torch.Tensor, step: float) -> torch.Tensor:

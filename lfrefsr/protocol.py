@@ -51,11 +51,17 @@ def camera_downsample(hr: torch.Tensor, scale: int, psf: float = 0.0) -> torch.T
     HR pixels, replicate borders) before the protocol's decimation. ``psf`` 0 is the protocol itself."""
     if psf <= 0:
         return downsample(hr, scale)
+    return downsample(lens(crop_to_multiple(hr, scale), scale, psf), scale)
+
+
+def lens(hr: torch.Tensor, scale: int, psf: float) -> torch.Tensor:
+    """HR (..., C, H, W) through the LR camera's Gaussian lens PSF of sigma ``psf`` LR pixels (``psf * scale`` HR
+    pixels, replicate borders), at HR: ``camera_downsample`` before the decimation."""
     from lfrefsr.filters import gaussian_kernel, separable_blur
 
-    batch, lead = _as_batch(crop_to_multiple(hr, scale))
-    lr = downsample(separable_blur(batch, gaussian_kernel(psf * scale)), scale)
-    return lr.reshape(*lead, *lr.shape[-3:])
+    batch, lead = _as_batch(hr)
+    blurred = separable_blur(batch, gaussian_kernel(psf * scale))
+    return blurred.reshape(*lead, *blurred.shape[-3:])
 
 
 def upsample(lr: torch.Tensor, scale: int, size: tuple[int, int] | None = None) -> torch.Tensor:
