@@ -131,6 +131,7 @@ def test_sisr_training_runs_and_exports(tmp_path):
 
 
 @pytest.mark.parametrize("config,alignment,channels", [("ssnet_cpu.yaml", "flow", 7),
+                                                       ("experiments/ssnet_cpu_refsr_align.yaml", "refsr", 7),
                                                        ("ssnet_paper_cpu.yaml", "ccnet", 3)])
 def test_ssnet_training_runs_and_exports(tmp_path, config, alignment, channels):
     from lfrefsr.training.common import load_config
