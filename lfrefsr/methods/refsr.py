@@ -84,12 +84,12 @@ def prepare_ccnet(context: FlowContext, matcher, noise: float) -> None:
 def align_reference(flowwarp: FlowWarp, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None = None, *,
                     matcher=None, medium: bool = True, flow_error: torch.Tensor | None = None,
                     blend: bool = True) -> dict:
-    """refsr's alignment of one reference to LR target (3, h, w): ``FlowWarp.align`` with the candidate flows the
-    view has. A light-field view (``context.disparity`` and a grid offset): the disparity's flows beside DIS. Elsewhere,
-    a camera that is not noisy: DIS at ``DIS_PATCHES``, DIS MEDIUM (``medium``) and, with a ``matcher`` (its features
-    in ``context.ccnet``, ``prepare_ccnet``), CC-Net's densified matches and DIS refined from them. A noisy camera:
-    its one DIS flow. Inference and SS-Net's training pairs (``alignment: refsr``) share it. Returns ``align``'s dict,
-    each (1, C, H, W)."""
+    """refsr's alignment of one reference to LR target (3, h, w): ``FlowWarp.align`` with the candidate flows the view
+    has. A light-field view (``context.disparity`` and a grid offset): the disparity's flows beside DIS. Elsewhere, a
+    camera that is not noisy: DIS at ``DIS_PATCHES``, DIS MEDIUM (``medium``) and, with a ``matcher`` (its features in
+    ``context.ccnet``, ``prepare_ccnet``), CC-Net's densified matches and DIS refined from them. A noisy camera: its one
+    DIS flow, run both ways (``symmetric_dis_flow``). Inference and SS-Net's training pairs (``alignment: refsr``) share
+    it. Returns ``align``'s dict, each (1, C, H, W)."""
     candidates = []
     if context.disparity is not None and hint is not None and hint.grid_offset:
         candidates = [view_flow(d, hint.grid_offset) for d in context.disparity]  # each (2, H, W)
@@ -101,7 +101,7 @@ def align_reference(flowwarp: FlowWarp, lr: torch.Tensor, context: FlowContext, 
             candidates, starts = [coarse], [coarse]
         presets = ("medium",) if medium else ()
     return flowwarp.align(lr, context, flow_error, candidates=candidates, patches=DIS_PATCHES if several else None,
-                          starts=starts, presets=presets, blend=blend)
+                          starts=starts, presets=presets, blend=blend, symmetric=noisy(flowwarp.noise))
 
 
 @dataclass(frozen=True)
