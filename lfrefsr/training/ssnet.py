@@ -94,7 +94,7 @@ class PairPool:
         lr, psf, noise = camera_lr(pair.target, scale, random_degradation(rng, self.degrade), rng, self.noise)
         ref = (pair.ref * 255).round() / 255  # (3, S, S)
         lr_features = self.sisr.features(lr)[0]
-        if self.flowwarp is not None:  # exactly what refsr's default variant feeds SS-Net
+        if self.flowwarp is not None:  # refsr's default variant's guide (flow_guide), from either alignment
             error = smooth_flow_error(rng, ref.shape[-2:], self.flow_error) if self.flow_error else None
             flowwarp = FlowWarp(scale, psf=psf, noise=noise) if (psf or noise) else self.flowwarp
             context = flowwarp.prepare(ref)
