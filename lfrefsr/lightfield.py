@@ -148,14 +148,14 @@ class _CodecPrediction:
                  quality: int, luma: bool):
         seen = protocol.lens(ref, scale, psf) if psf > 0 else ref  # (3, H, W)
         self.phases = prefiltered(seen, scale)[None]  # (1, 3, H, W)
-        self.lrs, self.offsets, self.scale, self.quality, self.luma = lrs, offsets, scale, quality, luma
+        self.offsets, self.quality, self.luma = offsets, quality, luma
         low_h, low_w = lrs.shape[-2:]
         self.grid = pixel_grid(low_h, low_w, device=ref.device, dtype=ref.dtype) * scale  # (2, h, w) in HR px
         self.target = protocol.luma(lrs) if luma else lrs  # (V, 1 or 3, h, w)
 
     def error(self, disparity: torch.Tensor) -> torch.Tensor:
         """-> (V, 1, h, w): the mean absolute difference over colours between each view and its prediction."""
-        views, _, low_h, low_w = self.lrs.shape
+        views, _, low_h, low_w = self.target.shape
         coords = self.grid[None] + disparity * self.offsets[:, :, None, None]  # (V, 2, h, w): view p shows ref p + t
         coords = coords.permute(1, 0, 2, 3).reshape(1, 2, views * low_h, low_w)  # the views stacked on rows
         predicted = sample(self.phases, coords)  # (1, 3, V*h, w)
