@@ -174,13 +174,17 @@ def local_disagreement(warped: torch.Tensor, lr: torch.Tensor, scale: int, windo
 
 
 def select_flow(ref: torch.Tensor, lr: torch.Tensor, scale: int, flows: list[torch.Tensor], window: int = 3,
-                psf: float = 0.0, noise: float = 0.0) -> torch.Tensor:
+                psf: float = 0.0, noise: float = 0.0, temperature: float | None = None) -> torch.Tensor:
     """Per LR pixel, the flow whose warp of ``ref`` (1, 3, H, W) agrees best with ``lr`` (1, 3, h, w) over its
     ``window`` x ``window`` LR neighbourhood; choices are blended bilinearly at HR so the flow has no seams.
-    flows: each (1, 2, H, W)."""
-    errors = [local_disagreement(warp(ref, flow), lr, scale, window, psf, noise) for flow in flows]  # (1, 1, h, w)
-    best = torch.cat(errors, dim=1).argmin(dim=1)  # (1, h, w) index of the best flow
-    choice = F.one_hot(best, len(flows)).permute(0, 3, 1, 2).to(ref.dtype)  # (1, K, h, w)
+    flows: each (1, 2, H, W). ``temperature`` (on the 0-1 disagreement): the flows are weighted by a softmax of
+    their disagreement instead of the best one taken, so near-ties are averaged (for flows that estimate one motion;
+    a light field's disparity hypotheses are distinct layers and keep the hard choice)."""
+    errors = torch.cat([local_disagreement(warp(ref, flow), lr, scale, window, psf, noise) for flow in flows], 1)
+    if temperature is None:
+        choice = F.one_hot(errors.argmin(dim=1), len(flows)).permute(0, 3, 1, 2).to(ref.dtype)  # (1, K, h, w)
+    else:
+        choice = torch.softmax(-errors / temperature, dim=1)  # (1, K, h, w)
     choice = F.interpolate(choice, size=flows[0].shape[-2:], mode="bilinear", align_corners=False)  # (1, K, H, W)
     return sum(choice[:, k : k + 1] * flow for k, flow in enumerate(flows))  # (1, 2, H, W)
 
@@ -241,7 +245,7 @@ class FlowWarp(Method):
     def align(self, lr: torch.Tensor, context: FlowContext, flow_error: torch.Tensor | None = None,
               candidates: list[torch.Tensor] | None = None, patches: tuple[int, ...] | None = None,
               starts: list[torch.Tensor] | None = None, presets: tuple[str, ...] = (), blend: bool = True,
-              symmetric: bool = False) -> dict:
+              symmetric: bool = False, temperature: float | None = None) -> dict:
         """The flowwarp chain for LR target (3, h, w), keeping its intermediates (refsr builds on them):
         flow (1, 2, H, W) target -> reference, warped (1, 3, H, W) reference aligned to the target, weight
         (1, 1, H, W) trust in the warp, result (1, 3, H, W) the flowwarp output. ``flow_error`` (2, H, W) is added
@@ -251,7 +255,8 @@ class FlowWarp(Method):
         side given (default: this camera's one) and the flows compete like candidates. ``starts``, flows (2, H, W)
         (CC-Net's matches): DIS refined from each competes too; ``presets``: so does DIS with each further preset.
         ``blend=False`` leaves out the result (``fuse`` blends the fused warp instead). ``symmetric``: each DIS flow at
-        ``patches`` is run both ways and averaged (``symmetric_dis_flow``).
+        ``patches`` is run both ways and averaged (``symmetric_dis_flow``). ``temperature``: the flows compete softly
+        (``select_flow``).
 
         Why: a noisy or compressed LR view cannot tell a slightly wrong warp from a right one, and DIS, run on that
         one view, is the flow most often wrong. hci-backgammon, reference warped by the selected flow, 10 views:
@@ -272,7 +277,7 @@ class FlowWarp(Method):
         if flow_error is not None:
             flows[0] = flows[0] + flow_error[None].to(flows[0])
         flow = flows[0] if len(flows) == 1 else select_flow(ref[None], lr, self.scale, flows, psf=self.psf,
-                                                             noise=self.noise)  # (1, 2, H, W)
+                                                             noise=self.noise, temperature=temperature)
         warped = warp(ref[None], flow)  # (1, 3, H, W)
 
         # Trust: agreement of the raw warp with the LR target, measured at LR scale and brought back up.

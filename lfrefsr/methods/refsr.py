@@ -26,7 +26,7 @@ from lfrefsr.capture import noisy
 from lfrefsr.errors import LfrefsrError
 from lfrefsr.lightfield import MIN_VIEWS, disparity_hypotheses, estimate_disparity, sweep_settings, view_flow
 from lfrefsr.methods.base import Method, Side, ViewHint, register
-from lfrefsr.methods.flowwarp import FlowContext, FlowWarp, back_project, soft_threshold
+from lfrefsr.methods.flowwarp import FlowContext, FlowWarp, back_project, dis_flow, gray_u8, soft_threshold
 from lfrefsr.methods.networks import SynthesisNetworks, SynthesisOptions
 from lfrefsr.methods.options import CameraOptions, option
 from lfrefsr.models.ssnet import GUIDE_CHANNELS
@@ -47,6 +47,28 @@ BACK_PROJECT = {"protocol": 2, "lens": 10}
 # 31.98 -> 32.03, 30.38 -> 30.40; 0.52 -> 0.59 s per alley_1 frame. A noisy view cannot judge them (noise=3,jpeg=85
 # 30.50 -> 30.50, 28.91 -> 29.00; h264=28 25.17 -> 24.99, 24.50 -> 24.33), so it keeps the one DIS flow.
 DIS_PATCHES = (8, 12, 16)
+
+# Where those flows compete (estimates of one motion, unlike a light field's disparity hypotheses), a softmax over
+# their LR disagreement at this temperature weighs them (``select_flow``) instead of the best one taken: near-ties,
+# where the hard choice flips from frame to frame, are averaged. refsr, RGB PSNR / flicker, hard -> 0.0002 / 0.0003 /
+# 0.0005 / 0.001: Sintel alley_1 clean 32.775 / 2.243 -> 32.791 / 2.206, 32.790 / 2.199, 32.781 / 2.190,
+# 32.749 / 2.180; final 38.204 / 1.451 -> 38.234 / 1.424, 38.246 / 1.418, 38.259 / 1.410, 38.258 / 1.401;
+# seq-0016-0025 31.238 / 2.670 -> 31.254, 31.256, 31.255, 31.233; seq --keyframe-every 4 --reference keyframe
+# 30.625 -> 0.0003 30.631, 0.0005 30.625; psf=gauss:0.6 alley_1 32.083 -> 32.130, 32.126 and seq 30.530 -> 30.571,
+# 30.565. On hci-backgammon's disparity hypotheses it lost (28.877 -> 28.847 at 0.0002, 28.748 at 0.0005).
+SELECT_TEMPERATURE = 0.0003
+
+# Re-alignment (``realign``): refsr's first result is sharp wherever the reference was trusted, so DIS between it and
+# the sharp reference (HR against HR, which no LR view allows) finds the motion's detail the LR view's flow lacks.
+# These flows, each (DIS preset, patch side), compete with the first pass's chosen flow in a second pass.
+REALIGN_DIS = (("medium", None), ("default", 8))
+
+
+def realigned_flows(result: torch.Tensor, context: FlowContext) -> list[torch.Tensor]:
+    """DIS flows (2, H, W), one per ``REALIGN_DIS`` setting, from an HR ``result`` (3, H, W) of the target to its
+    reference, both sharp."""
+    target, source = gray_u8(result), gray_u8(context.ref)
+    return [dis_flow(target, source, preset, patch).to(context.ref.device) for preset, patch in REALIGN_DIS]
 
 
 def protocol_view(lr: torch.Tensor, estimate: torch.Tensor, scale: int, psf: float = 0.0,
@@ -83,13 +105,20 @@ def prepare_ccnet(context: FlowContext, matcher, noise: float) -> None:
 
 def align_reference(flowwarp: FlowWarp, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None = None, *,
                     matcher=None, medium: bool = True, flow_error: torch.Tensor | None = None,
-                    blend: bool = True) -> dict:
+                    blend: bool = True, realigned: Sequence[torch.Tensor] = ()) -> dict:
     """refsr's alignment of one reference to LR target (3, h, w): ``FlowWarp.align`` with the candidate flows the view
     has. A light-field view (``context.disparity`` and a grid offset): the disparity's flows beside DIS. Elsewhere, a
     camera that is not noisy: DIS at ``DIS_PATCHES``, DIS MEDIUM (``medium``) and, with a ``matcher`` (its features in
-    ``context.ccnet``, ``prepare_ccnet``), CC-Net's densified matches and DIS refined from them. A noisy camera: its one
-    DIS flow, run both ways (``symmetric_dis_flow``). Inference and SS-Net's training pairs (``alignment: refsr``) share
-    it. Returns ``align``'s dict, each (1, C, H, W)."""
+    ``context.ccnet``, ``prepare_ccnet``), CC-Net's densified matches and DIS refined from them, weighed softly
+    (``SELECT_TEMPERATURE``). A noisy camera: its one
+    DIS flow, run both ways (``symmetric_dis_flow``). ``realigned``: a later pass's flows (each (2, H, W)), the
+    earlier pass's chosen flow first and ``realigned_flows``; they compete with the camera's one DIS flow alone.
+    Inference and SS-Net's training pairs (``alignment: refsr``) share it. Returns ``align``'s dict, each
+    (1, C, H, W)."""
+    if realigned:
+        soft = context.disparity is None and not noisy(flowwarp.noise)
+        return flowwarp.align(lr, context, flow_error, candidates=list(realigned), blend=blend,
+                              temperature=SELECT_TEMPERATURE if soft else None)
     candidates = []
     if context.disparity is not None and hint is not None and hint.grid_offset:
         candidates = [view_flow(d, hint.grid_offset) for d in context.disparity]  # each (2, H, W)
@@ -101,7 +130,8 @@ def align_reference(flowwarp: FlowWarp, lr: torch.Tensor, context: FlowContext, 
             candidates, starts = [coarse], [coarse]
         presets = ("medium",) if medium else ()
     return flowwarp.align(lr, context, flow_error, candidates=candidates, patches=DIS_PATCHES if several else None,
-                          starts=starts, presets=presets, blend=blend, symmetric=noisy(flowwarp.noise))
+                          starts=starts, presets=presets, blend=blend, symmetric=noisy(flowwarp.noise),
+                          temperature=SELECT_TEMPERATURE if several else None)
 
 
 @dataclass(frozen=True)
@@ -117,6 +147,9 @@ class RefSROptions(SynthesisOptions, CameraOptions):
     back_project: int | None = option(None, "Back-projection steps after SS-Net [default: BACK_PROJECT's rule: 2 "
                                             "for the protocol's LR camera, 10 for a lens blur (psf); none for a "
                                             "noisy camera]")
+    realign: int | None = option(None, "Re-alignment passes: the result aligned to the reference again (DIS, HR "
+                                       "against HR), those flows candidates of one more synthesis [default: 1 for "
+                                       "a video from a clean camera, else 0]")
     tile: int | None = option(64, "SS-Net tile side in LR pixels, which bounds memory (None: the whole image)")
     # Where DIS_PATCHES compete (no light-field disparity, a clean LR camera), further candidates. DIS MEDIUM, RGB
     # PSNR, all frames, without -> with: Sintel alley_1 clean 32.56 -> 32.68, final 38.18 -> 38.20, seq-0016-0025
@@ -157,6 +190,9 @@ class RefSR(Method):
             raise LfrefsrError(f"jpeg={self.jpeg}: a JPEG quality is from 1 to 100")
         self.back_project_steps = chosen.back_project if chosen.back_project is not None else \
             BACK_PROJECT["lens" if self.psf > 0 else "protocol"]
+        self.realign = chosen.realign
+        if self.realign is not None and self.realign < 0:
+            raise LfrefsrError(f"realign={self.realign}: the re-alignment passes are 0 or more")
         self.synthesis = SynthesisNetworks(chosen, scale, self.device, shipped="ssnet",
                                            guide_channels=sum(GUIDE_CHANNELS.values()),
                                            recipe="pipelines/ssnet_cpu.yaml")
@@ -209,22 +245,36 @@ class RefSR(Method):
         sr, mask, trust = self._synthesise(lr, sides)
         return sr, torch.cat([trust, mask])  # (2, H, W)
 
-    def _align(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None, blend: bool = True) -> dict:
+    def _align(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None, blend: bool = True,
+               realigned: Sequence[torch.Tensor] = ()) -> dict:
         """``FlowWarp.align`` of one reference with this method's candidate flows (``align_reference``)."""
         return align_reference(self.flowwarp, lr, context, hint, matcher=self.matcher,
-                               medium=self.options.medium_candidate, blend=blend)
+                               medium=self.options.medium_candidate, blend=blend, realigned=realigned)
 
     @torch.inference_mode()
     def _synthesise(self, lr: torch.Tensor, sides: Sequence[Side]):
         """One reference or several (each ``(context, hint)``) -> (sr (3, H, W), M(0) (1, H, W), the alignment's
-        trust (1, H, W))."""
+        trust (1, H, W)). Each re-alignment pass aligns every reference again with the flows of the previous result
+        (``realigned_flows``) and synthesises again."""
+        lr = lr.to(self.device)
+        passes = self.realign
+        if passes is None:  # where the flows compete softly (a video, a clean camera): one, else none
+            passes = int(not noisy(self.noise) and all(context.disparity is None for context, _ in sides))
+        realigned = [() for _ in sides]
+        for done in range(1 + passes):
+            alignments = [self._align(lr, context, hint, blend=len(sides) == 1, realigned=flows)
+                          for (context, hint), flows in zip(sides, realigned, strict=True)]
+            sr, mask, trust = self._synthesis_pass(lr, alignments)
+            if done < passes:
+                realigned = [[aligned["flow"][0], *realigned_flows(sr, context)]
+                             for aligned, (context, _) in zip(alignments, sides, strict=True)]
+        return sr, mask, trust
+
+    def _synthesis_pass(self, lr: torch.Tensor, alignments: list[dict]):
+        """SS-Net on one alignment, or on several fused (``FlowWarp.fuse``), then the back-projection."""
         from lfrefsr.synthesis import synthesize_image
 
-        lr = lr.to(self.device)
-        if len(sides) == 1:
-            aligned = self._align(lr, *sides[0])
-        else:
-            aligned = self.flowwarp.fuse(lr, [self._align(lr, context, hint, blend=False) for context, hint in sides])
+        aligned = alignments[0] if len(alignments) == 1 else self.flowwarp.fuse(lr, alignments)
         guide = flow_guide(aligned)  # (7, H, W)
         seen = lr[None]  # (1, 3, h, w)
         if self.psf > 0 or noisy(self.noise):  # an LR camera other than the protocol's
