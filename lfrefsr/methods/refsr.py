@@ -10,8 +10,9 @@ reaches. Warped by CC-Net's matches alone, the reference scored 1.5-2.3 dB below
 both Sintel folders (the grid is too coarse for the final pixel), so they are candidates, never the only flow.
 In a light field run through the pipeline (``lightfield=True``), the reference's disparity is first estimated from all
 LR views at once (``lfrefsr.lightfield``), and each view keeps, per LR pixel, the best of its DIS flow and the flows
-that disparity and its local extremes near depth edges give. The paper's own design is ``refsr_paper``
-(``lfrefsr.methods.refsr_paper``), also reached as ``refsr`` with ``variant="paper"``.
+that disparity and its local extremes near depth edges give. In a video, the first result is aligned to the
+reference once more, HR against HR (``realign``), and those flows compete in a second pass. The paper's own design
+is ``refsr_paper`` (``lfrefsr.methods.refsr_paper``), also reached as ``refsr`` with ``variant="paper"``.
 """
 
 from __future__ import annotations
@@ -58,9 +59,19 @@ DIS_PATCHES = (8, 12, 16)
 # 30.565. On hci-backgammon's disparity hypotheses it lost (28.877 -> 28.847 at 0.0002, 28.748 at 0.0005).
 SELECT_TEMPERATURE = 0.0003
 
-# Re-alignment (``realign``): refsr's first result is sharp wherever the reference was trusted, so DIS between it and
-# the sharp reference (HR against HR, which no LR view allows) finds the motion's detail the LR view's flow lacks.
-# These flows, each (DIS preset, patch side), compete with the first pass's chosen flow in a second pass.
+# Re-alignment (``realign``): refsr's first result is sharp wherever the reference was trusted and agrees with the LR
+# view (the back-projection), so DIS between it and the sharp reference (HR against HR, which no LR view allows)
+# finds the motion's detail the LR view's flow lacks. These flows, each (DIS preset, patch side), compete with the
+# first pass's chosen flow (and the camera's DIS) in a second pass. Given the HR frame's own DIS flow instead, refsr
+# scored +1.7 dB on seq-0016-0025 with keyframes every 4 frames: the flow, not SS-Net, was what it lacked.
+# refsr, RGB PSNR, one pass -> two (both with SELECT_TEMPERATURE): Sintel alley_1 clean 32.790 -> 32.987, final
+# 38.246 -> 38.470, seq-0016-0025 31.256 -> 31.502, seq --keyframe-every 4 --reference keyframe 30.631 -> 30.871,
+# --reference keyframes 31.49 -> 31.90; psf=gauss:0.6 alley_1 32.130 -> 32.208, seq 30.571 -> 30.660; flicker
+# alley_1 2.199 -> 2.120, final 1.418 -> 1.375; 2.1 -> 2.7 s per alley_1 frame. A third pass (``realign=2``) adds
+# +0.04 to +0.05 (33.022, 38.520, 31.554, K=4 30.920) for about 0.5 s more per frame. A light field keeps one pass:
+# hci-backgammon 28.877 -> 28.951 for 0.44 -> 0.68 s per view, over the 1.5x its cost may grow (``-o realign=1``
+# takes it). A noisy camera's video keeps one: its result is not back-projected, so the second pass only confirms
+# the first's flow (noise=3,jpeg=85, alley_1 30.66 -> 30.57 with these candidates, 30.63 averaged with the first).
 REALIGN_DIS = (("medium", None), ("default", 8))
 
 
@@ -110,11 +121,10 @@ def align_reference(flowwarp: FlowWarp, lr: torch.Tensor, context: FlowContext, 
     has. A light-field view (``context.disparity`` and a grid offset): the disparity's flows beside DIS. Elsewhere, a
     camera that is not noisy: DIS at ``DIS_PATCHES``, DIS MEDIUM (``medium``) and, with a ``matcher`` (its features in
     ``context.ccnet``, ``prepare_ccnet``), CC-Net's densified matches and DIS refined from them, weighed softly
-    (``SELECT_TEMPERATURE``). A noisy camera: its one
-    DIS flow, run both ways (``symmetric_dis_flow``). ``realigned``: a later pass's flows (each (2, H, W)), the
-    earlier pass's chosen flow first and ``realigned_flows``; they compete with the camera's one DIS flow alone.
-    Inference and SS-Net's training pairs (``alignment: refsr``) share it. Returns ``align``'s dict, each
-    (1, C, H, W)."""
+    (``SELECT_TEMPERATURE``). A noisy camera: its one DIS flow, run both ways (``symmetric_dis_flow``).
+    ``realigned``: a re-alignment pass's flows (each (2, H, W)), the earlier pass's chosen flow and
+    ``realigned_flows``; they compete with the camera's one DIS flow instead. Inference and SS-Net's training pairs
+    (``alignment: refsr``) share it. Returns ``align``'s dict, each (1, C, H, W)."""
     if realigned:
         soft = context.disparity is None and not noisy(flowwarp.noise)
         return flowwarp.align(lr, context, flow_error, candidates=list(realigned), blend=blend,
