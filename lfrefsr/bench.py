@@ -23,7 +23,8 @@ NOT_NATIVE = "not native on this {}"
 # the stages each kind of view adds up (their names as the report prints them)
 SYNTHESIS_STAGES = ("refsr: sisr LR features", "refsr: ss-net, whole image", "refsr: final back-projection")
 VIDEO_STAGES = ("refsr, video: reference features (DIS image, CC-Net; once per reference)",
-                "refsr, video: alignment (DIS at 3 patch sides, MEDIUM, CC-Net candidates)")
+                "refsr, video: alignment (DIS at 3 patch sides, MEDIUM, CC-Net candidates)",
+                "refsr, video: re-alignment pass (DIS HR against HR, selection, SS-Net, back-projection)")
 LIGHTFIELD_STAGES = ("refsr, light field: DIS flow, warp, trust, back-projection",
                      "refsr, light field: per-view flows + selection")
 LIGHTFIELD_ONCE = "refsr, light field: disparity from {} LR views (once)"
@@ -141,8 +142,9 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
                                    "gflops_per_s": flops / seconds / 1e9 if seconds else 0.0}
     seconds = {name: results["stages"][name]["seconds"] for name, _ in stages}
     synthesis = sum(seconds[name] for name in SYNTHESIS_STAGES)
-    # a video frame in the every-frame protocol prepares its own reference (CC-Net's features) and aligns with
-    # every candidate; a light-field view shares the reference's disparity and runs one DIS beside its flows
+    # a video frame in the every-frame protocol prepares its own reference (CC-Net's features), aligns with
+    # every candidate and runs the re-alignment pass; a light-field view shares the reference's disparity and runs
+    # one DIS beside its flows
     results["refsr_seconds_per_view"] = synthesis + sum(seconds[name] for name in VIDEO_STAGES)
     results["refsr_seconds_per_view_lightfield"] = (synthesis + sum(seconds[name] for name in LIGHTFIELD_STAGES)
                                                     + seconds[LIGHTFIELD_ONCE.format(lf_views)] / lf_views)
@@ -181,10 +183,10 @@ def _stages(size: int, device: str, precision: str, grid: int, scale: int = 8):
 
 def _refsr_stages(nets, state, ref, lr, device, precision, scale):
     """refsr's default variant on the pair: the video alignment (the method's own, CC-Net's candidates included),
-    SISR features, SS-Net on the whole image, back-projection."""
+    SISR features, SS-Net on the whole image, back-projection, and the re-alignment pass (the same SISR features)."""
     from lfrefsr.methods import get_method
     from lfrefsr.methods.flowwarp import back_project
-    from lfrefsr.methods.refsr import flow_guide
+    from lfrefsr.methods.refsr import flow_guide, realigned_flows
     from lfrefsr.synthesis import synthesize_image
 
     refsr = get_method("refsr", scale=scale, device=device, precision=precision)
@@ -206,11 +208,20 @@ def _refsr_stages(nets, state, ref, lr, device, precision, scale):
                                            aligned["result"][0], scale=scale)[0]
 
     def final_back_projection():
-        back_project(state["sr"][None], lr, scale, refsr.back_project_steps)
+        state["result"] = back_project(state["sr"][None], lr, scale, refsr.back_project_steps)[0]
+
+    def realignment_pass():  # a video frame from a clean camera gets one (refsr's ``realign`` rule)
+        context = state["refsr_context"]
+        flows = [state["aligned"]["flow"][0], *realigned_flows(state["result"], context)]
+        aligned = refsr._align(lr[0], context, None, realigned=flows)
+        with _autocast(device, precision):
+            sr = synthesize_image(nets["ssnet"], state["lr_features"], flow_guide(aligned), aligned["result"][0],
+                                  scale=scale)[0]
+        back_project(sr[None], lr, scale, refsr.back_project_steps)
 
     return [(VIDEO_STAGES[0], reference_features), (VIDEO_STAGES[1], alignment),
             (SYNTHESIS_STAGES[0], sisr_features), (SYNTHESIS_STAGES[1], ssnet_image),
-            (SYNTHESIS_STAGES[2], final_back_projection)]
+            (SYNTHESIS_STAGES[2], final_back_projection), (VIDEO_STAGES[2], realignment_pass)]
 
 
 def _lightfield_stages(flowwarp, state, size, device, grid, scale):
