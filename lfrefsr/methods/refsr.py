@@ -75,6 +75,12 @@ SELECT_TEMPERATURE = 0.0003
 REALIGN_DIS = (("medium", None), ("default", 8))
 
 
+def one_motion(context: FlowContext, noise: float) -> bool:
+    """Whether a view's candidate flows all estimate one motion, to be weighed softly (``SELECT_TEMPERATURE``) and
+    re-aligned (``realign``): no light-field disparity hypotheses (distinct layers), a camera that is not noisy."""
+    return context.disparity is None and not noisy(noise)
+
+
 def realigned_flows(result: torch.Tensor, context: FlowContext) -> list[torch.Tensor]:
     """DIS flows (2, H, W), one per ``REALIGN_DIS`` setting, from an HR ``result`` (3, H, W) of the target to its
     reference, both sharp."""
@@ -126,9 +132,8 @@ def align_reference(flowwarp: FlowWarp, lr: torch.Tensor, context: FlowContext, 
     ``realigned_flows``; they compete with the camera's one DIS flow instead. Inference and SS-Net's training pairs
     (``alignment: refsr``) share it. Returns ``align``'s dict, each (1, C, H, W)."""
     if realigned:
-        soft = context.disparity is None and not noisy(flowwarp.noise)
         return flowwarp.align(lr, context, flow_error, candidates=list(realigned), blend=blend,
-                              temperature=SELECT_TEMPERATURE if soft else None)
+                              temperature=SELECT_TEMPERATURE if one_motion(context, flowwarp.noise) else None)
     candidates = []
     if context.disparity is not None and hint is not None and hint.grid_offset:
         candidates = [view_flow(d, hint.grid_offset) for d in context.disparity]  # each (2, H, W)
@@ -196,6 +201,7 @@ class RefSR(Method):
         self.uses_views = chosen.lightfield
         # the LR camera (lfrefsr.capture): the flow chain, the disparity, the back-projection
         self.psf, self.noise, self.chroma, self.jpeg = chosen.psf, chosen.noise, chosen.chroma, chosen.jpeg
+        self.protocol_camera = not (self.psf > 0 or noisy(self.noise))
         if self.jpeg is not None and not 1 <= self.jpeg <= 100:
             raise LfrefsrError(f"jpeg={self.jpeg}: a JPEG quality is from 1 to 100")
         self.back_project_steps = chosen.back_project if chosen.back_project is not None else \
@@ -268,29 +274,36 @@ class RefSR(Method):
         (``realigned_flows``) and synthesises again."""
         lr = lr.to(self.device)
         passes = self.realign
-        if passes is None:  # where the flows compete softly (a video, a clean camera): one, else none
-            passes = int(not noisy(self.noise) and all(context.disparity is None for context, _ in sides))
-        realigned = [() for _ in sides]
+        if passes is None:  # one where the flows estimate one motion, else none
+            passes = int(all(one_motion(context, self.noise) for context, _ in sides))
+        realigned, lr_features = [() for _ in sides], None
         for done in range(1 + passes):
             alignments = [self._align(lr, context, hint, blend=len(sides) == 1, realigned=flows)
                           for (context, hint), flows in zip(sides, realigned, strict=True)]
-            sr, mask, trust = self._synthesis_pass(lr, alignments)
+            aligned = alignments[0] if len(alignments) == 1 else self.flowwarp.fuse(lr, alignments)
+            if lr_features is None or not self.protocol_camera:  # else the LR view's, which no alignment changes
+                lr_features = self._lr_features(lr, aligned)
+            sr, mask, trust = self._synthesis_pass(lr, aligned, lr_features)
             if done < passes:
-                realigned = [[aligned["flow"][0], *realigned_flows(sr, context)]
-                             for aligned, (context, _) in zip(alignments, sides, strict=True)]
+                realigned = [[alignment["flow"][0], *realigned_flows(sr, context)]
+                             for alignment, (context, _) in zip(alignments, sides, strict=True)]
         return sr, mask, trust
 
-    def _synthesis_pass(self, lr: torch.Tensor, alignments: list[dict]):
-        """SS-Net on one alignment, or on several fused (``FlowWarp.fuse``), then the back-projection."""
-        from lfrefsr.synthesis import synthesize_image
-
-        aligned = alignments[0] if len(alignments) == 1 else self.flowwarp.fuse(lr, alignments)
-        guide = flow_guide(aligned)  # (7, H, W)
+    def _lr_features(self, lr: torch.Tensor, aligned: dict) -> torch.Tensor:
+        """The frozen SRResNet + NN features (Cl, h, w) of the LR view (3, h, w) as the protocol's camera would have
+        given it (``protocol_view``, from the alignment's estimate, for any other camera)."""
         seen = lr[None]  # (1, 3, h, w)
-        if self.psf > 0 or noisy(self.noise):  # an LR camera other than the protocol's
+        if not self.protocol_camera:
             seen = protocol_view(seen, aligned["result"], self.scale, self.psf, self.noise)
         with self.synthesis.autocast():
-            lr_features = self.synthesis.lr_features(seen)[0]  # (Cl, h, w)
+            return self.synthesis.lr_features(seen)[0]
+
+    def _synthesis_pass(self, lr: torch.Tensor, aligned: dict, lr_features: torch.Tensor):
+        """SS-Net on one (fused) alignment and the LR features, then the back-projection."""
+        from lfrefsr.synthesis import synthesize_image
+
+        guide = flow_guide(aligned)  # (7, H, W)
+        with self.synthesis.autocast():
             sr, mask = synthesize_image(self.synthesis.ssnet, lr_features, guide, aligned["result"][0],
                                         scale=self.scale, tile=self.options.tile)
         sr = sr.float()
