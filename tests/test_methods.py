@@ -203,21 +203,29 @@ def test_a_one_reference_method_takes_the_nearer_keyframe():
     assert echo.super_resolve_sides(None, [("only", ViewHint(frame_offset=5))]) == "only"
 
 
+def _shifted_photo_pair(dx: int, dy: int, height: int = 128, width: int = 160):
+    """A frame cut from a photograph and its reference cut ``(dx, dy)`` px further right and down: target pixel x is
+    reference pixel x - d, so the true flow is (-dx, -dy) everywhere the reference shows. -> (hr, ref, lr)."""
+    import skimage.data
+
+    from lfrefsr.data.photos import to_tensor
+
+    photo = to_tensor(skimage.data.chelsea())  # (3, 300, 451)
+    hr = photo[:, 8 : 8 + height, 8 : 8 + width]
+    ref = photo[:, 8 + dy : 8 + dy + height, 8 + dx : 8 + dx + width]
+    return hr, ref, protocol.downsample(hr[None], 8)[0]
+
+
 def test_ccnet_candidates_recover_a_large_displacement_dis_misses():
     """A video frame whose reference is the same photograph 40 px right and 24 px down: DIS (three patch sides and
     MEDIUM) lands on that displacement on a fraction of the frame; the default refsr, with CC-Net's matches as
     candidates, recovers it almost everywhere, and its flow explains the LR view better than DIS's alone."""
-    import skimage.data
-
-    from lfrefsr.data.photos import to_tensor
     from lfrefsr.methods.flowwarp import lr_disagreement
     from lfrefsr.warp import warp
 
-    photo = to_tensor(skimage.data.chelsea())  # (3, 300, 451)
-    dx, dy, height, width = 40, 24, 128, 160
-    hr = photo[:, 8 : 8 + height, 8 : 8 + width]
-    ref = photo[:, 8 + dy : 8 + dy + height, 8 + dx : 8 + dx + width]  # target pixel x is reference pixel x - d
-    lr = protocol.downsample(hr[None], 8)[0]
+    dx, dy = 40, 24
+    hr, ref, lr = _shifted_photo_pair(dx, dy)
+    height, width = hr.shape[-2:]
     seen = torch.zeros(height, width, dtype=torch.bool)
     seen[dy:, dx:] = True  # the part of the frame the reference shows
 
@@ -249,19 +257,6 @@ def test_refsr_back_projects_by_its_lr_camera():
     lr = protocol.downsample(hr[1][None], 8)[0]
     noisy = [get_method("refsr", noise=5.0, back_project=steps, ccnet_candidates=False) for steps in (0, 10)]
     torch.testing.assert_close(*(method(lr, hr[0]) for method in noisy))
-
-
-def _shifted_photo_pair(dx: int, dy: int, height: int = 128, width: int = 160):
-    """A frame cut from a photograph and its reference cut ``(dx, dy)`` px further right and down: target pixel x is
-    reference pixel x - d, so the true flow is (-dx, -dy) everywhere the reference shows. -> (hr, ref, lr)."""
-    import skimage.data
-
-    from lfrefsr.data.photos import to_tensor
-
-    photo = to_tensor(skimage.data.chelsea())  # (3, 300, 451)
-    hr = photo[:, 8 : 8 + height, 8 : 8 + width]
-    ref = photo[:, 8 + dy : 8 + dy + height, 8 + dx : 8 + dx + width]
-    return hr, ref, protocol.downsample(hr[None], 8)[0]
 
 
 def test_soft_selection_lands_between_estimates_of_one_motion():
