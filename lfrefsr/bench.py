@@ -24,7 +24,8 @@ NOT_NATIVE = "not native on this {}"
 SYNTHESIS_STAGES = ("refsr: sisr LR features", "refsr: ss-net, whole image", "refsr: final back-projection")
 VIDEO_STAGES = ("refsr, video: reference features (DIS image, CC-Net; once per reference)",
                 "refsr, video: alignment (DIS at 3 patch sides, MEDIUM, CC-Net candidates)",
-                "refsr, video: re-alignment pass (DIS HR against HR, selection, SS-Net, back-projection)")
+                "refsr, video: re-alignment pass (DIS HR against HR, selection, SS-Net, back-projection)",
+                "refsr, video: flow refinement through the LR camera (final pass)")
 LIGHTFIELD_STAGES = ("refsr, light field: DIS flow, warp, trust, back-projection",
                      "refsr, light field: per-view flows + selection")
 LIGHTFIELD_ONCE = "refsr, light field: disparity from {} LR views (once)"
@@ -143,8 +144,8 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
     seconds = {name: results["stages"][name]["seconds"] for name, _ in stages}
     synthesis = sum(seconds[name] for name in SYNTHESIS_STAGES)
     # a video frame in the every-frame protocol prepares its own reference (CC-Net's features), aligns with
-    # every candidate and runs the re-alignment pass; a light-field view shares the reference's disparity and runs
-    # one DIS beside its flows
+    # every candidate, runs the re-alignment pass and refines its flow; a light-field view shares the reference's
+    # disparity and runs one DIS beside its flows
     results["refsr_seconds_per_view"] = synthesis + sum(seconds[name] for name in VIDEO_STAGES)
     results["refsr_seconds_per_view_lightfield"] = (synthesis + sum(seconds[name] for name in LIGHTFIELD_STAGES)
                                                     + seconds[LIGHTFIELD_ONCE.format(lf_views)] / lf_views)
@@ -183,10 +184,11 @@ def _stages(size: int, device: str, precision: str, grid: int, scale: int = 8):
 
 def _refsr_stages(nets, state, ref, lr, device, precision, scale):
     """refsr's default variant on the pair: the video alignment (the method's own, CC-Net's candidates included),
-    SISR features, SS-Net on the whole image, back-projection, and the re-alignment pass (the same SISR features)."""
+    SISR features, SS-Net on the whole image, back-projection, the re-alignment pass (the same SISR features) and
+    the refinement of its flow through the LR camera."""
     from lfrefsr.methods import get_method
-    from lfrefsr.methods.flowwarp import back_project
-    from lfrefsr.methods.refsr import flow_guide, realigned_flows
+    from lfrefsr.methods.flowwarp import back_project, refine_flow
+    from lfrefsr.methods.refsr import REFINE_STEPS, flow_guide, realigned_flows
     from lfrefsr.synthesis import synthesize_image
 
     refsr = get_method("refsr", scale=scale, device=device, precision=precision)
@@ -194,8 +196,8 @@ def _refsr_stages(nets, state, ref, lr, device, precision, scale):
     def reference_features():
         state["refsr_context"] = refsr.prepare(ref[0])
 
-    def alignment():
-        state["aligned"] = refsr._align(lr[0], state["refsr_context"], None)
+    def alignment():  # the first of two passes: its flow is not refined
+        state["aligned"] = refsr._align(lr[0], state["refsr_context"], None, final=False)
 
     def sisr_features():
         with _autocast(device, precision):
@@ -213,15 +215,20 @@ def _refsr_stages(nets, state, ref, lr, device, precision, scale):
     def realignment_pass():  # a video frame from a clean camera gets one (refsr's ``realign`` rule)
         context = state["refsr_context"]
         flows = [state["aligned"]["flow"][0], *realigned_flows(state["result"], context)]
-        aligned = refsr._align(lr[0], context, None, realigned=flows)
+        aligned = refsr._align(lr[0], context, None, realigned=flows, final=False)
+        state["final_flow"] = aligned["flow"]
         with _autocast(device, precision):
             sr = synthesize_image(nets["ssnet"], state["lr_features"], flow_guide(aligned), aligned["result"][0],
                                   scale=scale)[0]
         back_project(sr[None], lr, scale, refsr.back_project_steps)
 
+    def refinement():  # the final pass's chosen flow, before its SS-Net (timed apart from the pass)
+        refine_flow(ref, lr, state["final_flow"], scale, REFINE_STEPS)
+
     return [(VIDEO_STAGES[0], reference_features), (VIDEO_STAGES[1], alignment),
             (SYNTHESIS_STAGES[0], sisr_features), (SYNTHESIS_STAGES[1], ssnet_image),
-            (SYNTHESIS_STAGES[2], final_back_projection), (VIDEO_STAGES[2], realignment_pass)]
+            (SYNTHESIS_STAGES[2], final_back_projection), (VIDEO_STAGES[2], realignment_pass),
+            (VIDEO_STAGES[3], refinement)]
 
 
 def _lightfield_stages(flowwarp, state, size, device, grid, scale):

@@ -558,7 +558,7 @@ def test_bench_command_reports_every_stage(tmp_path):
     result = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr
     doc = json.loads(out.read_text())
-    assert len(doc["stages"]) == 15 and all(row["gflop"] >= 0 for row in doc["stages"].values())
+    assert len(doc["stages"]) == 16 and all(row["gflop"] >= 0 for row in doc["stages"].values())
     assert doc["refsr_seconds_per_view"] > 0 and doc["refsr_seconds_per_view_lightfield"] > 0
     assert doc["matmul_gflops_fp32"] > 0 and "GFLOP/s" in result.stdout
     assert doc["end_to_end"]["views"] == 3 and doc["precision"] == doc["precision_requested"] == "fp32"

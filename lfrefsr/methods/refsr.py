@@ -75,6 +75,21 @@ SELECT_TEMPERATURE = 0.0003
 REALIGN_DIS = (("medium", None), ("default", 8))
 
 
+# Refinement through the LR camera (``refine_flow``, ``refine``): the final pass's chosen flow, fitted to the LR view
+# through the camera model (its PSF, noise and, where the capture showed one, JPEG). The LR frame holds sub-pixel
+# motion DIS's patches miss, and for a noisy camera the one DIS flow is all there is: given the flow of the clean LR
+# frame, refsr scored +1.46 dB (alley_1) and +1.23 (seq-0016-0025) with noise=3,jpeg=85. refsr, RGB PSNR, without ->
+# with (40 steps): Sintel alley_1 clean 32.99 -> 33.16, final 38.47 -> 38.55, seq 31.50 -> 31.73; noise=3,jpeg=85
+# 30.66 -> 30.90 and 29.03 -> 29.48 (with the codec left out of the model, alley_1 30.80); noise=3 alone, alley_1
+# 31.46 -> 32.01 (60 steps); psf=gauss:0.6 32.21 -> 32.23 and 30.66 -> 30.75; h264=28 25.25 -> 25.28 and 24.51 -> 24.47
+# (at the smoothness of a modelled camera, alley_1 25.00: hence more smoothing for error the model leaves);
+# --keyframe-every 4 --reference keyframes 31.90 -> 32.08. 80 steps: the same (noise=3,jpeg=85 30.90 / 29.47). Only
+# the final pass: the same as refining both (60 steps, alley_1 33.16 / 33.18, seq 31.73 / 31.71), 1 s less per
+# frame. A light field keeps its disparity's flows unrefined: hci-backgammon with noise=3,jpeg=85, 26.70 -> 26.73
+# (60 steps) for about 1.3 s more per 512 x 512 view, 3x its cost.
+REFINE_STEPS = 40
+
+
 def one_motion(context: FlowContext, noise: float) -> bool:
     """Whether a view's candidate flows all estimate one motion, to be weighed softly (``SELECT_TEMPERATURE``) and
     re-aligned (``realign``): no light-field disparity hypotheses (distinct layers), a camera that is not noisy."""
@@ -122,18 +137,21 @@ def prepare_ccnet(context: FlowContext, matcher, noise: float) -> None:
 
 def align_reference(flowwarp: FlowWarp, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None = None, *,
                     matcher=None, medium: bool = True, flow_error: torch.Tensor | None = None,
-                    blend: bool = True, realigned: Sequence[torch.Tensor] = ()) -> dict:
+                    blend: bool = True, realigned: Sequence[torch.Tensor] = (), refine: int = 0,
+                    jpeg: int | None = None) -> dict:
     """refsr's alignment of one reference to LR target (3, h, w): ``FlowWarp.align`` with the candidate flows the view
     has. A light-field view (``context.disparity`` and a grid offset): the disparity's flows beside DIS. Elsewhere, a
     camera that is not noisy: DIS at ``DIS_PATCHES``, DIS MEDIUM (``medium``) and, with a ``matcher`` (its features in
     ``context.ccnet``, ``prepare_ccnet``), CC-Net's densified matches and DIS refined from them, weighed softly
     (``SELECT_TEMPERATURE``). A noisy camera: its one DIS flow, run both ways (``symmetric_dis_flow``).
     ``realigned``: a re-alignment pass's flows (each (2, H, W)), the earlier pass's chosen flow and
-    ``realigned_flows``; they compete with the camera's one DIS flow instead. Inference and SS-Net's training pairs
+    ``realigned_flows``; they compete with the camera's one DIS flow instead. ``refine``, ``jpeg``: the chosen
+    flow refined through the LR camera (``refine_flow``). Inference and SS-Net's training pairs
     (``alignment: refsr``) share it. Returns ``align``'s dict, each (1, C, H, W)."""
     if realigned:
         return flowwarp.align(lr, context, flow_error, candidates=list(realigned), blend=blend,
-                              temperature=SELECT_TEMPERATURE if one_motion(context, flowwarp.noise) else None)
+                              temperature=SELECT_TEMPERATURE if one_motion(context, flowwarp.noise) else None,
+                              refine=refine, jpeg=jpeg)
     candidates = []
     if context.disparity is not None and hint is not None and hint.grid_offset:
         candidates = [view_flow(d, hint.grid_offset) for d in context.disparity]  # each (2, H, W)
@@ -146,7 +164,7 @@ def align_reference(flowwarp: FlowWarp, lr: torch.Tensor, context: FlowContext, 
         presets = ("medium",) if medium else ()
     return flowwarp.align(lr, context, flow_error, candidates=candidates, patches=DIS_PATCHES if several else None,
                           starts=starts, presets=presets, blend=blend, symmetric=noisy(flowwarp.noise),
-                          temperature=SELECT_TEMPERATURE if several else None)
+                          temperature=SELECT_TEMPERATURE if several else None, refine=refine, jpeg=jpeg)
 
 
 @dataclass(frozen=True)
@@ -165,6 +183,8 @@ class RefSROptions(SynthesisOptions, CameraOptions):
     realign: int | None = option(None, "Re-alignment passes: the result aligned to the reference again (DIS, HR "
                                        "against HR), those flows candidates of one more synthesis [default: 1 for "
                                        "a video from a clean camera, else 0]")
+    refine: int | None = option(None, "Steps refining the chosen flow through the LR camera (refine_flow) [default: "
+                                      "REFINE_STEPS where no light-field disparity gives the flows, else 0]")
     tile: int | None = option(64, "SS-Net tile side in LR pixels, which bounds memory (None: the whole image)")
     # Where DIS_PATCHES compete (no light-field disparity, a clean LR camera), further candidates. DIS MEDIUM, RGB
     # PSNR, all frames, without -> with: Sintel alley_1 clean 32.56 -> 32.68, final 38.18 -> 38.20, seq-0016-0025
@@ -262,10 +282,15 @@ class RefSR(Method):
         return sr, torch.cat([trust, mask])  # (2, H, W)
 
     def _align(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None, blend: bool = True,
-               realigned: Sequence[torch.Tensor] = ()) -> dict:
-        """``FlowWarp.align`` of one reference with this method's candidate flows (``align_reference``)."""
+               realigned: Sequence[torch.Tensor] = (), final: bool = True) -> dict:
+        """``FlowWarp.align`` of one reference with this method's candidate flows (``align_reference``); the
+        ``final`` pass's chosen flow is refined through the LR camera (``refine``)."""
+        refine = self.options.refine
+        if refine is None:
+            refine = REFINE_STEPS if context.disparity is None else 0
         return align_reference(self.flowwarp, lr, context, hint, matcher=self.matcher,
-                               medium=self.options.medium_candidate, blend=blend, realigned=realigned)
+                               medium=self.options.medium_candidate, blend=blend, realigned=realigned,
+                               refine=refine if final else 0, jpeg=self.jpeg)
 
     @torch.inference_mode()
     def _synthesise(self, lr: torch.Tensor, sides: Sequence[Side]):
@@ -278,7 +303,8 @@ class RefSR(Method):
             passes = int(all(one_motion(context, self.noise) for context, _ in sides))
         realigned, lr_features = [() for _ in sides], None
         for done in range(1 + passes):
-            alignments = [self._align(lr, context, hint, blend=len(sides) == 1, realigned=flows)
+            alignments = [self._align(lr, context, hint, blend=len(sides) == 1, realigned=flows,
+                                      final=done == passes)
                           for (context, hint), flows in zip(sides, realigned, strict=True)]
             aligned = alignments[0] if len(alignments) == 1 else self.flowwarp.fuse(lr, alignments)
             if lr_features is None or not self.protocol_camera:  # else the LR view's, which no alignment changes
