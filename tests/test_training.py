@@ -130,6 +130,33 @@ def test_sisr_training_runs_and_exports(tmp_path):
     assert model.scale == 8
 
 
+def test_sisr_crops_resized_by_the_drawn_factor_and_unchanged_without_one():
+    """``train.rescale``: a photograph resized by the drawn factor before cropping shows its content that much
+    smaller (a ramp's step per pixel doubles at 0.5); without it the crops are the same as before the option existed
+    (no extra random draws), so the shipped recipe's data stays as it was trained on."""
+    import numpy as np
+
+    from lfrefsr.training.sisr import random_crops
+
+    ramp = torch.linspace(0, 1, 600)[None, None, :].expand(3, 500, 600).contiguous()  # (3, 500, 600)
+
+    def step(crop: torch.Tensor) -> float:  # the ramp's step per pixel, along whichever axis it runs after rotation
+        return max(float(crop.diff(dim=-1).abs().mean()), float(crop.diff(dim=-2).abs().mean())) * 599
+
+    plain = random_crops(np.random.default_rng(0), [ramp], 8, 96)
+    halved = random_crops(np.random.default_rng(0), [ramp], 8, 96, rescale=(0.5, 0.5))
+    assert all(abs(step(c) - 1) < 0.01 for c in plain) and all(abs(step(c) - 2) < 0.02 for c in halved)
+    rng = np.random.default_rng(0)
+    expected = []
+    for _ in range(8):  # the draws random_crops made before ``rescale``: photo, y, x, flip, rotation
+        rng.integers(1)
+        y0, x0 = int(rng.integers(500 - 96 + 1)), int(rng.integers(600 - 96 + 1))
+        crop = ramp[:, y0 : y0 + 96, x0 : x0 + 96]
+        crop = crop.flip(-1) if rng.random() < 0.5 else crop
+        expected.append(torch.rot90(crop, int(rng.integers(4)), dims=(-2, -1)))
+    torch.testing.assert_close(plain, torch.stack(expected))
+
+
 @pytest.mark.parametrize("config,alignment,channels", [("ssnet_cpu.yaml", "flow", 7),
                                                        ("experiments/ssnet_cpu_refsr_align.yaml", "refsr", 7),
                                                        ("ssnet_paper_cpu.yaml", "ccnet", 3)])

@@ -11,7 +11,8 @@ both Sintel folders (the grid is too coarse for the final pixel), so they are ca
 In a light field run through the pipeline (``lightfield=True``), the reference's disparity is first estimated from all
 LR views at once (``lfrefsr.lightfield``), and each view keeps, per LR pixel, the best of its DIS flow and the flows
 that disparity and its local extremes near depth edges give. In a video, the first result is aligned to the
-reference once more, HR against HR (``realign``), and those flows compete in a second pass. The paper's own design
+reference once more, HR against HR (``realign``), and those flows compete in a second pass, whose chosen flow is
+refined through the LR camera model (``refine``). The paper's own design
 is ``refsr_paper`` (``lfrefsr.methods.refsr_paper``), also reached as ``refsr`` with ``variant="paper"``.
 """
 

@@ -1,7 +1,8 @@
 """Pre-training SRResNet + NN for single-image SR (its body becomes SS-Net's frozen LR feature extractor).
 
-Data: random crops of real photographs (scikit-image's and any configured folder), random flips and 90-degree
-rotations, an HR offset of 0..scale-1 before the protocol's down-sampling, 8-bit LR. L1 loss.
+Data: random crops of real photographs (scikit-image's and any configured folder), optionally resized first by a
+random factor (``train.rescale``), random flips and 90-degree rotations, an HR offset of 0..scale-1 before the
+protocol's down-sampling, 8-bit LR. L1 loss.
 """
 
 from __future__ import annotations
@@ -18,11 +19,19 @@ from lfrefsr.training.common import initial_model, save_checkpoint, train_loop
 from lfrefsr.training.pairs import load_training_photos
 
 
-def random_crops(rng: np.random.Generator, photos: list[torch.Tensor], count: int, size: int) -> torch.Tensor:
-    """(count, 3, size, size) random crops (photos smaller than ``size`` are upscaled first), flipped and rotated."""
+def random_crops(rng: np.random.Generator, photos: list[torch.Tensor], count: int, size: int,
+                 rescale: tuple[float, float] | None = None) -> torch.Tensor:
+    """(count, 3, size, size) random crops (photos smaller than ``size`` are upscaled first), flipped and rotated.
+    ``rescale`` (low, high): each photo is first resized (antialiased) by a factor drawn from that range, never below
+    ``size``, so a few dozen photographs show their content at many scales; None draws nothing more."""
     crops = []
     for _ in range(count):
         photo = photos[int(rng.integers(len(photos)))]
+        if rescale is not None:
+            factor = max(float(rng.uniform(*rescale)), (size + 1) / min(photo.shape[1:]))
+            if factor < 1:
+                photo = F.interpolate(photo[None], scale_factor=factor, mode="bicubic", antialias=True,
+                                      align_corners=False)[0]
         if min(photo.shape[1:]) < size:
             factor = size / min(photo.shape[1:]) + 1e-3
             photo = F.interpolate(photo[None], scale_factor=factor, mode="bicubic", align_corners=False)[0]
@@ -48,9 +57,10 @@ def train_sisr(config: dict, out: str | Path, *, resume: bool = False, progress:
     photos = load_training_photos([p for p in config["photos"] if p == "skimage" or Path(p).is_dir()])
     patch, batch = int(train_cfg["patch"]), int(train_cfg["batch"])
     precision = effective_precision(train_cfg.get("precision", "fp32"))  # bf16 only where native
+    rescale = tuple(train_cfg["rescale"]) if train_cfg.get("rescale") else None
 
     def step(rng: np.random.Generator):
-        hr = random_crops(rng, photos, batch, patch * scale)  # (B, 3, P*s, P*s)
+        hr = random_crops(rng, photos, batch, patch * scale, rescale)  # (B, 3, P*s, P*s)
         lr = (protocol.downsample(hr, scale) * 255).round() / 255  # 8-bit LR as stored
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             sr = model(lr)
