@@ -307,13 +307,16 @@ def test_realignment_finds_motion_the_lr_view_hides():
 
 
 def test_realignment_rule_and_bad_value():
-    """A noisy camera's video frame gets no re-alignment by default (its flows tied); a negative count is refused."""
+    """A noisy camera's video frame gets no re-alignment by default (its flows tied); a negative count of passes, or
+    of refinement steps, is refused."""
     hr = protocol.to_float(make_video(frames=2, size=(64, 64), seed=3)["hr"])  # (2, 3, 64, 64)
     lr = protocol.downsample(hr[1][None], 8)[0]
     noisy = [get_method("refsr", noise=5.0, ccnet_candidates=False, **extra) for extra in ({}, {"realign": 0})]
     torch.testing.assert_close(*(method(lr, hr[0]) for method in noisy))
     with pytest.raises(LfrefsrError, match="realign=-1"):
         get_method("refsr", realign=-1)
+    with pytest.raises(LfrefsrError, match="refine=-1"):
+        get_method("refsr", refine=-1)
 
 
 @pytest.mark.parametrize("jpeg", [None, 85])

@@ -184,8 +184,9 @@ class RefSROptions(SynthesisOptions, CameraOptions):
     realign: int | None = option(None, "Re-alignment passes: the result aligned to the reference again (DIS, HR "
                                        "against HR), those flows candidates of one more synthesis [default: 1 for "
                                        "a video from a clean camera, else 0]")
-    refine: int | None = option(None, "Steps refining the chosen flow through the LR camera (refine_flow) [default: "
-                                      "REFINE_STEPS where no light-field disparity gives the flows, else 0]")
+    refine: int | None = option(None, "Adam steps refining the final pass's chosen flow through the LR camera model "
+                                      f"(refine_flow) [default: {REFINE_STEPS} where no light-field disparity gives "
+                                      "the flows (video, --per-view), else 0]")
     tile: int | None = option(64, "SS-Net tile side in LR pixels, which bounds memory (None: the whole image)")
     # Where DIS_PATCHES compete (no light-field disparity, a clean LR camera), further candidates. DIS MEDIUM, RGB
     # PSNR, all frames, without -> with: Sintel alley_1 clean 32.56 -> 32.68, final 38.18 -> 38.20, seq-0016-0025
@@ -230,6 +231,8 @@ class RefSR(Method):
         self.realign = chosen.realign
         if self.realign is not None and self.realign < 0:
             raise LfrefsrError(f"realign={self.realign}: the re-alignment passes are 0 or more")
+        if chosen.refine is not None and chosen.refine < 0:
+            raise LfrefsrError(f"refine={chosen.refine}: the refinement steps are 0 or more")
         self.synthesis = SynthesisNetworks(chosen, scale, self.device, shipped="ssnet",
                                            guide_channels=sum(GUIDE_CHANNELS.values()),
                                            recipe="pipelines/ssnet_cpu.yaml")
