@@ -16,7 +16,8 @@ misses structures thinner than an LR pixel (the LR views cannot show them). So r
 and minima near edges (``disparity_hypotheses``), into candidate flows beside the per-view DIS flow and keeps, per LR
 pixel, whichever warp agrees best with the LR view (``lfrefsr.methods.flowwarp.select_flow``). The sweep is not tiled:
 at 4096x4096 views its working set (views at twice the LR resolution, their shifted copies, one cost plane per
-candidate) is 2-3 GB by count, not measured.
+candidate) is 2-3 GB by count, not measured. At 2048x2048 views (63 of 256x256, JPEG, 2 cores) the sweep through the
+codec took 66 s at a peak RSS of 1.4 GB, and with the refinement 100 s and 2.1 GB.
 """
 
 from __future__ import annotations
