@@ -233,6 +233,34 @@ def through_jpeg(images: torch.Tensor, quality: int) -> torch.Tensor:
     return torch.stack([to_float(jpeg(quantize(image), quality)) for image in images]).to(images)
 
 
+# BT.601 RGB -> YCbCr (JPEG's colour transform, offsets left out: they cancel in a residual)
+_YCBCR = ((0.299, 0.587, 0.114), (-0.168736, -0.331264, 0.5), (0.5, -0.418688, -0.081312))
+
+
+def subsample_chroma(images: torch.Tensor) -> torch.Tensor:
+    """Float RGB images (N, 3, h, w) with their colour difference (Cb, Cr) averaged over 2 x 2 pixels, as JPEG's
+    4:2:0 keeps it, and the luma untouched -> (N, 3, h, w). Differentiable: ``jpeg_with_gradient``'s surrogate."""
+    height, width = images.shape[-2:]
+    to_ycbcr = torch.tensor(_YCBCR, dtype=images.dtype, device=images.device)  # (3, 3)
+    ycbcr = torch.einsum("ij,njhw->nihw", to_ycbcr, images)  # (N, 3, h, w)
+    chroma = F.avg_pool2d(ycbcr[:, 1:], 2, ceil_mode=True)  # (N, 2, ceil(h/2), ceil(w/2))
+    # brought back as libjpeg's decoder does ("fancy" upsampling: weights 3/4 and 1/4, i.e. bilinear)
+    chroma = F.interpolate(chroma, scale_factor=2, mode="bilinear", align_corners=False)[..., :height, :width]
+    return torch.einsum("ij,njhw->nihw", torch.linalg.inv(to_ycbcr), torch.cat([ycbcr[:, :1], chroma], 1))
+
+
+def jpeg_with_gradient(images: torch.Tensor, quality: int) -> torch.Tensor:
+    """``through_jpeg``'s values (N, 3, h, w) with a gradient for fitting through the codec: that of its 4:2:0 colour
+    (``subsample_chroma``), the quantisation passed straight through. Why the colour: a straight-through gradient alone
+    asks a fit to explain colour detail the written view no longer has (hci-backgammon with noise=3,jpeg=85, the
+    reference warped by the refined disparity's hypotheses, 10 views: 27.35 dB straight through, 27.42 with this)."""
+    coded = through_jpeg(images.detach().clamp(0, 1), quality)
+    if not images.requires_grad:
+        return coded
+    surrogate = subsample_chroma(images)
+    return surrogate + (coded - surrogate.detach())
+
+
 def _h264(lrs: list[np.ndarray], crf: int) -> list[np.ndarray]:
     """The views as one H.264 stream (libx264, yuv420p, CRF ``crf``), encoded and decoded in memory. Odd sizes are
     padded by edge replication to even (4:2:0 needs it) and cropped back."""

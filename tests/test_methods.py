@@ -331,7 +331,7 @@ def test_refinement_through_the_lr_camera_brings_a_noisy_flow_nearer_the_motion(
     """A synthetic frame (up to 8 px of motion) seen by a noisy LR camera, written as JPEG or not: DIS's flow from
     the noisy LR view, refined through the camera (``refine_flow``, the codec modelled where there is one), is nearer
     the true motion and its warp nearer the HR frame (flow error 3.06 -> 1.85 px, 22.66 -> 25.41 dB; with JPEG 3.09
-    -> 2.19 px, 22.51 -> 24.34 dB)."""
+    -> 2.18 px, 22.51 -> 24.36 dB)."""
     from lfrefsr.methods.flowwarp import FlowWarp, refine_flow
     from lfrefsr.methods.refsr import REFINE_STEPS
     from lfrefsr.warp import warp

@@ -127,3 +127,19 @@ def test_h264_handles_odd_sizes_and_16_bit():
     hrs = [protocol.quantize(_image(72, 88, seed), np.uint16) for seed in range(3)]  # LR 9 x 11 at x8: odd
     lrs = protocol.Degradation.parse("h264=20").lr_views(hrs, 8)
     assert all(lr.shape == (3, 9, 11) and lr.dtype == np.uint16 for lr in lrs)
+
+
+@pytest.mark.parametrize("size", [(64, 80), (63, 81)])
+def test_jpegs_colour_subsampling_is_modelled_and_its_gradient_flows(size):
+    """``subsample_chroma`` is what JPEG does to colour (at quality 100 little else is lost), and
+    ``jpeg_with_gradient`` has JPEG's values with its gradient."""
+    image = (_image(*size, seed=1) * 255).round() / 255
+    coded = protocol.through_jpeg(image[None], 100)
+    rms = [float((x - coded).pow(2).mean().sqrt()) * 255 for x in (image[None], protocol.subsample_chroma(image[None]))]
+    assert rms[1] < 0.2 * rms[0]  # 64 x 80: 10.92 -> 0.76 (of 255); 63 x 81: 10.40 -> 0.77
+    variable = image[None].clone().requires_grad_(True)
+    through = protocol.jpeg_with_gradient(variable, 85)
+    assert torch.allclose(through, protocol.through_jpeg(image[None], 85), atol=1e-6)
+    through.sum().backward()
+    # the luma passes through: the sum's gradient is one per pixel and channel, the colour's averages sum to one too
+    assert torch.allclose(variable.grad, torch.ones_like(variable.grad), atol=1e-4)

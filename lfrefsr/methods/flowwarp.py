@@ -208,8 +208,10 @@ def refine_flow(ref: torch.Tensor, lr: torch.Tensor, flow: torch.Tensor, scale: 
     the LR view ``lr`` (1, 3, h, w): ``steps`` Adam steps on a correction held on a grid of ``REFINE["grid"]`` LR
     pixels and brought to HR bilinearly (so the flow's own edges stay), minimising the Charbonnier residual (its
     epsilon the camera's ``noise``, at least 1/255) plus the correction's total variation. ``jpeg``: the LR views were
-    written as JPEG at that quality, and the prediction passes through it too (straight-through gradient), so the flow
-    does not bend to fit the codec's error, which the image fixes.
+    written as JPEG at that quality, and the prediction passes through it too (``protocol.jpeg_with_gradient``: the
+    gradient of its colour subsampling), so the flow does not bend to fit the codec's error, which the image fixes.
+    Sintel noise=3,jpeg=85, refsr: alley_1 30.905 / seq 29.478 dB with a straight-through gradient, 30.897 / 29.484
+    with the colour's.
 
     Why: DIS matches the upsampled LR view with the blurred reference, patch by patch; this asks the camera model
     itself, over every LR pixel at once."""
@@ -233,7 +235,7 @@ def refine_flow(ref: torch.Tensor, lr: torch.Tensor, flow: torch.Tensor, scale: 
             optimiser.zero_grad()
             seen = protocol.camera_downsample(warp(ref, corrected()), scale, psf)  # (1, 3, h, w)
             if jpeg is not None:
-                seen = seen + (protocol.through_jpeg(seen.detach().clamp(0, 1), jpeg) - seen.detach())
+                seen = protocol.jpeg_with_gradient(seen, jpeg)
             residual = seen - lr
             data = torch.sqrt(residual * residual + eps * eps).mean()
             dx = correction[..., :, 1:] - correction[..., :, :-1]  # (1, 2, h', w' - 1)
