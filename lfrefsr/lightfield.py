@@ -206,7 +206,7 @@ class _ViewPrediction:
         """-> (V, 1, h, w): the mean absolute difference over colours between each view and its prediction."""
         return self.residual(disparity).abs().mean(1, keepdim=True)
 
-    def view_disparity(self, disparity: torch.Tensor, iterations: int = 2) -> torch.Tensor:
+    def disparity_at_views(self, disparity: torch.Tensor, iterations: int = 2) -> torch.Tensor:
         """The reference's ``disparity`` (1, 1, h2, w2), on the sweep's working grid, at each view's LR pixels ->
         (V, 1, h, w): view pixel p shows reference point c(p) + d (dv, du), with c(p) the LR pixel's HR centre and d
         the disparity there, a fixed point found by a few bilinear iterations (differentiable, unlike
@@ -240,7 +240,7 @@ def _refine_disparity(disparity: torch.Tensor, predict: _ViewPrediction, steps: 
         optimiser = torch.optim.Adam([field], lr=DISPARITY_REFINE["step"])
         for _ in range(steps):
             optimiser.zero_grad()
-            residual = predict.residual(predict.view_disparity(field))  # (V, C, h, w)
+            residual = predict.residual(predict.disparity_at_views(field))  # (V, C, h, w)
             data = torch.sqrt(residual * residual + eps * eps).mean()
             dx = field[..., :, 1:] - field[..., :, :-1]  # (1, 1, h2, w2 - 1)
             dy = field[..., 1:, :] - field[..., :-1, :]  # (1, 1, h2 - 1, w2)
