@@ -1,4 +1,5 @@
-"""Separable Gaussian filtering, shared by CC-Net's input normalisation and SS-Net's mask-weighted blending."""
+"""Separable Gaussian filtering, shared by CC-Net's input normalisation and SS-Net's mask-weighted blending; the
+robust penalties of the fits through the LR camera (``refine_flow``, the light field's ``_refine_disparity``)."""
 
 from __future__ import annotations
 
@@ -54,3 +55,17 @@ def separable_blur(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         rows = torch.bmm(spans, band.expand(blocks_w, -1, -1))  # (blocks_w, H*N*C, block)
         out = rows.view(blocks_w, h, n, c, block).permute(2, 3, 1, 0, 4)  # (N, C, H, blocks_w, block)
         return out.reshape(n, c, h, blocks_w * block)[..., :w]  # (N, C, H, W) view of the cropped columns
+
+
+def charbonnier(residual: torch.Tensor, eps: float) -> torch.Tensor:
+    """The mean Charbonnier penalty sqrt(r^2 + eps^2) of ``residual`` (any shape) -> a scalar: quadratic within the
+    noise ``eps``, linear beyond, so a few pixels no warp explains (occlusions, the codec) do not dominate a fit."""
+    return torch.sqrt(residual * residual + eps * eps).mean()
+
+
+def total_variation(field: torch.Tensor) -> torch.Tensor:
+    """The smoothed total variation of ``field`` (..., H, W) -> a scalar: the mean Charbonnier size (epsilon 0.01) of
+    its horizontal plus its vertical differences, which keeps a fitted flow or disparity's edges."""
+    dx = field[..., :, 1:] - field[..., :, :-1]  # (..., H, W - 1)
+    dy = field[..., 1:, :] - field[..., :-1, :]  # (..., H - 1, W)
+    return torch.sqrt(dx * dx + 1e-4).mean() + torch.sqrt(dy * dy + 1e-4).mean()

@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from lfrefsr import protocol
+from lfrefsr.filters import charbonnier, total_variation
 from lfrefsr.warp import pixel_grid, sample
 
 WORK_PER_LR_PIXEL = 2  # the sweep runs at twice the LR resolution: the views carry nothing finer
@@ -241,11 +242,7 @@ def _refine_disparity(disparity: torch.Tensor, predict: _ViewPrediction, steps: 
         for _ in range(steps):
             optimiser.zero_grad()
             residual = predict.residual(predict.disparity_at_views(field))  # (V, C, h, w)
-            data = torch.sqrt(residual * residual + eps * eps).mean()
-            dx = field[..., :, 1:] - field[..., :, :-1]  # (1, 1, h2, w2 - 1)
-            dy = field[..., 1:, :] - field[..., :-1, :]  # (1, 1, h2 - 1, w2)
-            variation = torch.sqrt(dx * dx + 1e-4).mean() + torch.sqrt(dy * dy + 1e-4).mean()
-            (data + DISPARITY_REFINE["smooth"] * variation).backward()
+            (charbonnier(residual, eps) + DISPARITY_REFINE["smooth"] * total_variation(field)).backward()
             optimiser.step()
     return field.detach()[0, 0]
 

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from lfrefsr import protocol
 from lfrefsr.capture import noisy
+from lfrefsr.filters import charbonnier, total_variation
 from lfrefsr.methods.base import Method, Side, ViewHint, register
 from lfrefsr.methods.options import CameraOptions, option
 from lfrefsr.warp import out_of_bounds, warp
@@ -236,12 +237,7 @@ def refine_flow(ref: torch.Tensor, lr: torch.Tensor, flow: torch.Tensor, scale: 
             seen = protocol.camera_downsample(warp(ref, corrected()), scale, psf)  # (1, 3, h, w)
             if jpeg is not None:
                 seen = protocol.jpeg_with_gradient(seen, jpeg)
-            residual = seen - lr
-            data = torch.sqrt(residual * residual + eps * eps).mean()
-            dx = correction[..., :, 1:] - correction[..., :, :-1]  # (1, 2, h', w' - 1)
-            dy = correction[..., 1:, :] - correction[..., :-1, :]  # (1, 2, h' - 1, w')
-            variation = torch.sqrt(dx * dx + 1e-4).mean() + torch.sqrt(dy * dy + 1e-4).mean()
-            (data + smooth * variation / scale).backward()
+            (charbonnier(seen - lr, eps) + smooth * total_variation(correction) / scale).backward()
             optimiser.step()
         with torch.no_grad():
             return corrected()
