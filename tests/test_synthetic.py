@@ -210,3 +210,28 @@ def test_comb_layers_repeat_their_teeth_and_keep_exact_flow():
     ref, target = scene.render(0, 0, 0), scene.render(0, 3, 3)
     assert _warp_error(ref, target, lf["flow"][3, 3], lf["occlusion"][3, 3]).mean() < MEAN_ERROR_BOUND
     assert torch.equal(plain.render(), LayeredScene(96, 96, seed=5, thin=1.0, n_layers=2, comb=0.0).render())
+
+
+def test_dead_leaves_cover_the_canvas_with_the_photographs_colours_and_textures():
+    """Dead leaves (``lfrefsr.data.deadleaves``): seeded, in [0, 1]; flat leaves take colours from the photographs'
+    pixels, shaded by a ramp across each leaf; textured leaves show a photograph's crop at its own scale. Two photos,
+    one pure red and one pure blue: with every leaf textured, every pixel is a red-blue mix (edges average the two)
+    and both appear; flat leaves at their edges are mixes of neighbouring colours, so many levels, not two."""
+    from lfrefsr.data.deadleaves import _power_law, dead_leaves
+
+    red, blue = torch.zeros(3, 64, 64), torch.zeros(3, 64, 64)
+    red[0], blue[2] = 1.0, 1.0
+    image = dead_leaves(48, np.random.default_rng(0), [red, blue])
+    assert image.shape == (3, 48, 48) and 0 <= float(image.min()) and float(image.max()) <= 1
+    torch.testing.assert_close(image, dead_leaves(48, np.random.default_rng(0), [red, blue]))
+    assert not torch.equal(image, dead_leaves(48, np.random.default_rng(1), [red, blue]))
+
+    textured = dead_leaves(48, np.random.default_rng(2), [red, blue], textured=1.0)
+    assert float(textured[1].abs().max()) == 0  # no green anywhere: only the photographs' pixels
+    torch.testing.assert_close(textured[0] + textured[2], torch.ones(48, 48))
+    assert float((textured[0] > 0.99).float().mean()) > 0.05 and float((textured[2] > 0.99).float().mean()) > 0.05
+
+    # the sizes follow the power law: median of p(r) ~ r^-2 on [4, 100] is 2 / (1/4 + 1/100) = 7.69
+    rng = np.random.default_rng(0)
+    radii = np.array([_power_law(rng, 4.0, 100.0, 2.0) for _ in range(4000)])
+    assert radii.min() >= 4 and radii.max() <= 100 and abs(np.median(radii) - 7.69) < 0.3

@@ -122,7 +122,7 @@ def test_sisr_training_runs_and_exports(tmp_path):
     sisr = load_config("pipelines/sisr_cpu.yaml")
     sisr["model"].update(num_blocks=1, features=16)
     sisr["photos"] = ["skimage"]
-    sisr["train"].update(steps=2, batch=2, patch=8, threads=1)
+    sisr["train"].update(steps=2, batch=2, patch=8, threads=1, dead_leaves={"fraction": 0.5, "images": 2})
     result = run_cli(["train", "sisr", "--config", str(_config(tmp_path, sisr, "sisr.yaml")), "--out",
                       str(tmp_path / "sisr_run"), "-q"])
     assert result.exit_code == 0, result.output
@@ -155,6 +155,19 @@ def test_sisr_crops_resized_by_the_drawn_factor_and_unchanged_without_one():
         crop = crop.flip(-1) if rng.random() < 0.5 else crop
         expected.append(torch.rot90(crop, int(rng.integers(4)), dims=(-2, -1)))
     torch.testing.assert_close(plain, torch.stack(expected))
+
+
+def test_sisr_dead_leaves_share_each_batch_and_are_the_same_pool_on_resume():
+    """``train.dead_leaves``: the pool is drawn from the run's seed (a resumed run crops the same images) and gives
+    ``fraction`` of each batch; the recipe runs and exports with it."""
+    from lfrefsr.training.sisr import leaf_pool
+
+    photos = [torch.rand(3, 80, 80)]
+    pool, crops = leaf_pool({"fraction": 0.5, "images": 3, "size": 40}, photos, 48, 16, seed=3)
+    again, _ = leaf_pool({"fraction": 0.5, "images": 3, "size": 40}, photos, 48, 16, seed=3)
+    assert crops == 8 and len(pool) == 3 and pool[0].shape == (3, 48, 48)  # never smaller than a crop
+    assert all(torch.equal(a, b) for a, b in zip(pool, again, strict=True))
+    assert leaf_pool(None, photos, 48, 16, seed=3) == ([], 0)
 
 
 @pytest.mark.parametrize("config,alignment,channels", [("ssnet_cpu.yaml", "flow", 7),

@@ -1,8 +1,9 @@
 """Pre-training SRResNet + NN for single-image SR (its body becomes SS-Net's frozen LR feature extractor).
 
 Data: random crops of real photographs (scikit-image's and any configured folder), optionally resized first by a
-random factor (``train.rescale``), random flips and 90-degree rotations, an HR offset of 0..scale-1 before the
-protocol's down-sampling, 8-bit LR. L1 loss.
+random factor (``train.rescale``), and a share of each batch (``train.dead_leaves``) from dead-leaves images whose
+colours and textures come from those photographs (``lfrefsr.data.deadleaves``); random flips and 90-degree
+rotations, an HR offset of 0..scale-1 before the protocol's down-sampling, 8-bit LR. L1 loss.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 
 from lfrefsr import protocol
 from lfrefsr.capability import effective_precision
+from lfrefsr.data.deadleaves import dead_leaves
 from lfrefsr.training.common import initial_model, save_checkpoint, train_loop
 from lfrefsr.training.pairs import load_training_photos
 
@@ -44,6 +46,19 @@ def random_crops(rng: np.random.Generator, photos: list[torch.Tensor], count: in
     return torch.stack(crops).clamp(0, 1)
 
 
+def leaf_pool(settings: dict | None, photos: list[torch.Tensor], crop: int, batch: int,
+              seed: int) -> tuple[list[torch.Tensor], int]:
+    """``train.dead_leaves`` (``fraction``: the share of each batch, ``images``: the pool's size, ``size``: their
+    side, at least ``crop``) -> (the dead-leaves images, drawn once from their own seed so that a resumed run has the
+    same pool, and the crops per batch they give). None: no pool, no crops."""
+    if not settings:
+        return [], 0
+    rng = np.random.default_rng([seed, 1])
+    size = max(int(settings.get("size", 256)), crop)
+    pool = [dead_leaves(size, rng, photos) for _ in range(int(settings.get("images", 512)))]
+    return pool, round(float(settings["fraction"]) * batch)
+
+
 def weights_record(config: dict) -> dict:
     """What the weights file records of ``config`` besides the tensors and ``meta``."""
     return {"model_config": config["model"]}
@@ -58,9 +73,12 @@ def train_sisr(config: dict, out: str | Path, *, resume: bool = False, progress:
     patch, batch = int(train_cfg["patch"]), int(train_cfg["batch"])
     precision = effective_precision(train_cfg.get("precision", "fp32"))  # bf16 only where native
     rescale = tuple(train_cfg["rescale"]) if train_cfg.get("rescale") else None
+    leaves, leaf_crops = leaf_pool(train_cfg.get("dead_leaves"), photos, patch * scale, batch, int(train_cfg["seed"]))
 
     def step(rng: np.random.Generator):
-        hr = random_crops(rng, photos, batch, patch * scale, rescale)  # (B, 3, P*s, P*s)
+        hr = random_crops(rng, photos, batch - leaf_crops, patch * scale, rescale)  # (B - L, 3, P*s, P*s)
+        if leaf_crops:
+            hr = torch.cat([hr, random_crops(rng, leaves, leaf_crops, patch * scale)])  # (B, 3, P*s, P*s)
         lr = (protocol.downsample(hr, scale) * 255).round() / 255  # 8-bit LR as stored
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             sr = model(lr)
