@@ -213,11 +213,10 @@ def test_comb_layers_repeat_their_teeth_and_keep_exact_flow():
 
 
 def test_dead_leaves_cover_the_canvas_with_the_photographs_colours_and_textures():
-    """Dead leaves (``lfrefsr.data.deadleaves``): seeded, in [0, 1]; flat leaves take colours from the photographs'
-    pixels, shaded by a ramp across each leaf; textured leaves show a photograph's crop at its own scale. Two photos,
-    one pure red and one pure blue: with every leaf textured, every pixel is a red-blue mix (edges average the two)
-    and both appear; flat leaves at their edges are mixes of neighbouring colours, so many levels, not two."""
-    from lfrefsr.data.deadleaves import _power_law, dead_leaves
+    """Dead leaves (``lfrefsr.data.deadleaves``): seeded, in [0, 1]; textured leaves show a photograph's crop at its
+    own scale and gratings alternate two of its colours. Two photos, one pure red and one pure blue: with every leaf
+    textured, or every leaf a grating, every pixel is a red-blue mix (edges average the two), never green."""
+    from lfrefsr.data.deadleaves import _power_law, dead_leaves, square_wave
 
     red, blue = torch.zeros(3, 64, 64), torch.zeros(3, 64, 64)
     red[0], blue[2] = 1.0, 1.0
@@ -230,6 +229,16 @@ def test_dead_leaves_cover_the_canvas_with_the_photographs_colours_and_textures(
     assert float(textured[1].abs().max()) == 0  # no green anywhere: only the photographs' pixels
     torch.testing.assert_close(textured[0] + textured[2], torch.ones(48, 48))
     assert float((textured[0] > 0.99).float().mean()) > 0.05 and float((textured[2] > 0.99).float().mean()) > 0.05
+
+    # gratings: two of the photographs' colours alternating across each leaf (no ramp), so red-blue mixes, and many
+    # of them (sine waves, antialiased square waves), where flat leaves mix colours only at their edges
+    striped = dead_leaves(48, np.random.default_rng(3), [red, blue], textured=0.0, striped=1.0)
+    assert float(striped[1].abs().max()) == 0
+    torch.testing.assert_close(striped[0] + striped[2], torch.ones(48, 48))
+    assert float(((striped[0] > 0.05) & (striped[0] < 0.95)).float().mean()) > 0.2
+    phase = np.linspace(-7 * np.pi, 7 * np.pi, 7001)
+    for share in (0.15, 0.5, 0.85):  # the second colour over that share of each period
+        assert abs(float((square_wave(phase, share) > 0).mean()) - share) < 0.01
 
     # the sizes follow the power law: median of p(r) ~ r^-2 on [4, 100] is 2 / (1/4 + 1/100) = 7.69
     rng = np.random.default_rng(0)

@@ -157,6 +157,25 @@ def test_sisr_crops_resized_by_the_drawn_factor_and_unchanged_without_one():
     torch.testing.assert_close(plain, torch.stack(expected))
 
 
+def test_sisr_loss_is_chosen_by_name_and_an_unknown_one_refused(tmp_path):
+    """``train.loss``: ``mse`` trains (the recipe exports), a name not in ``LOSSES`` is one line, exit 1 (as every
+    error the CLI reports), no run."""
+    from lfrefsr.training.common import load_config
+
+    sisr = load_config("pipelines/sisr_cpu.yaml")
+    sisr["model"].update(num_blocks=1, features=16)
+    sisr["photos"] = ["skimage"]
+    sisr["train"].update(steps=1, batch=2, patch=8, threads=1, loss="mse")
+    result = run_cli(["train", "sisr", "--config", str(_config(tmp_path, sisr, "mse.yaml")), "--out",
+                      str(tmp_path / "mse_run"), "-q"])
+    assert result.exit_code == 0, result.output
+    sisr["train"]["loss"] = "huber"
+    result = run_cli(["train", "sisr", "--config", str(_config(tmp_path, sisr, "huber.yaml")), "--out",
+                      str(tmp_path / "huber_run"), "-q"])
+    assert result.exit_code == 1 and "train.loss='huber'" in result.output and len(result.output.splitlines()) == 1
+    assert not (tmp_path / "huber_run" / "weights.pt").exists()
+
+
 def test_sisr_dead_leaves_share_each_batch_and_are_the_same_pool_on_resume():
     """``train.dead_leaves``: the pool is drawn from the run's seed (a resumed run crops the same images) and gives
     ``fraction`` of each batch; the recipe runs and exports with it."""

@@ -3,7 +3,8 @@
 Data: random crops of real photographs (scikit-image's and any configured folder), optionally resized first by a
 random factor (``train.rescale``), and a share of each batch (``train.dead_leaves``) from dead-leaves images whose
 colours and textures come from those photographs (``lfrefsr.data.deadleaves``); random flips and 90-degree
-rotations, an HR offset of 0..scale-1 before the protocol's down-sampling, 8-bit LR. L1 loss.
+rotations, an HR offset of 0..scale-1 before the protocol's down-sampling, 8-bit LR. L1 loss, or the squared error
+(``train.loss: mse``), whose minimiser is the mean of what an LR patch may hide rather than its median.
 """
 
 from __future__ import annotations
@@ -17,8 +18,12 @@ import torch.nn.functional as F
 from lfrefsr import protocol
 from lfrefsr.capability import effective_precision
 from lfrefsr.data.deadleaves import dead_leaves
+from lfrefsr.errors import LfrefsrError
 from lfrefsr.training.common import initial_model, save_checkpoint, train_loop
 from lfrefsr.training.pairs import load_training_photos
+
+# SISR's training losses (``train.loss``)
+LOSSES = {"l1": F.l1_loss, "mse": F.mse_loss}
 
 
 def random_crops(rng: np.random.Generator, photos: list[torch.Tensor], count: int, size: int,
@@ -49,13 +54,15 @@ def random_crops(rng: np.random.Generator, photos: list[torch.Tensor], count: in
 def leaf_pool(settings: dict | None, photos: list[torch.Tensor], crop: int, batch: int,
               seed: int) -> tuple[list[torch.Tensor], int]:
     """``train.dead_leaves`` (``fraction``: the share of each batch, ``images``: the pool's size, ``size``: their
-    side, at least ``crop``) -> (the dead-leaves images, drawn once from their own seed so that a resumed run has the
-    same pool, and the crops per batch they give). None: no pool, no crops."""
+    side, at least ``crop``; ``striped``, ``duty``: ``dead_leaves``'s gratings) -> (the dead-leaves images, drawn
+    once from their own seed so that a resumed run has the same pool, and the crops per batch they give). None: no
+    pool, no crops."""
     if not settings:
         return [], 0
     rng = np.random.default_rng([seed, 1])
     size = max(int(settings.get("size", 256)), crop)
-    pool = [dead_leaves(size, rng, photos) for _ in range(int(settings.get("images", 512)))]
+    stripes = {"striped": float(settings.get("striped", 0.0)), "duty": tuple(settings.get("duty", (0.5, 0.5)))}
+    pool = [dead_leaves(size, rng, photos, **stripes) for _ in range(int(settings.get("images", 512)))]
     return pool, round(float(settings["fraction"]) * batch)
 
 
@@ -67,6 +74,9 @@ def weights_record(config: dict) -> dict:
 def train_sisr(config: dict, out: str | Path, *, resume: bool = False, progress: bool = True,
                max_steps: int | None = None) -> Path:
     train_cfg = config["train"]
+    loss_name = train_cfg.get("loss", "l1")
+    if loss_name not in LOSSES:
+        raise LfrefsrError(f"train.loss={loss_name!r}: one of {', '.join(LOSSES)}")
     model = initial_model(config)
     scale = int(config["model"]["scale"])
     photos = load_training_photos([p for p in config["photos"] if p == "skimage" or Path(p).is_dir()])
@@ -82,7 +92,7 @@ def train_sisr(config: dict, out: str | Path, *, resume: bool = False, progress:
         lr = (protocol.downsample(hr, scale) * 255).round() / 255  # 8-bit LR as stored
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             sr = model(lr)
-        loss = F.l1_loss(sr.float(), hr)
+        loss = LOSSES[loss_name](sr.float(), hr)
         with torch.no_grad():
             mse = F.mse_loss(sr.float().clamp(0, 1), hr)
         return loss, {"psnr": float(10 * torch.log10(1 / mse))}
