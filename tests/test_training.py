@@ -178,7 +178,7 @@ def test_sisr_loss_is_chosen_by_name_and_an_unknown_one_refused(tmp_path):
 
 def test_sisr_dead_leaves_share_each_batch_and_are_the_same_pool_on_resume():
     """``train.dead_leaves``: the pool is drawn from the run's seed (a resumed run crops the same images) and gives
-    ``fraction`` of each batch; the recipe runs and exports with it."""
+    ``fraction`` of each batch (``test_sisr_training_runs_and_exports`` trains with one)."""
     from lfrefsr.training.sisr import leaf_pool
 
     photos = [torch.rand(3, 80, 80)]

@@ -9,10 +9,11 @@ shaded by a linear ramp, or (``textured``) a crop of a photograph at its own sca
 such colours at a random angle and period, down to finer than an x8 LR view resolves. Edges are antialiased by
 rendering at ``supersample`` times the size and averaging.
 
-Why the gratings: a grating finer than the LR view's Nyquist period reaches it aliased, at another angle and period;
-sharpened as it appears, it is wrong twice over. SRResNet + NN continued on photographs and flat leaves alone learned
-to sharpen hci-backgammon's striped board in its aliased direction (RGB PSNR 24.76 -> 24.56 in 1600 steps, the loss
-all in its striped regions) while Sintel gained; gratings show the network which periods it cannot tell.
+Why the gratings (``striped``, off by default): SRResNet + NN continued on photographs and flat leaves learned to
+draw hci-backgammon's striped board, whose bands an x8 LR view barely resolves, as thin bright lines (RGB PSNR
+24.76 -> 24.56 in 1600 steps, the loss all in the board) while Sintel gained. Gratings of any period and duty cycle
+were meant to show the network which bands it cannot tell apart; they did not stop the fall, and trained longer, the
+network drew gratings of its own there (pipelines/experiments/README.md, ``sisr_cpu_gratings`` and ``sisr_cpu_duty``).
 """
 
 from __future__ import annotations
