@@ -115,16 +115,23 @@ def _tiny_networks(tmp_path):
     return tmp_path / "ccnet.pt", tmp_path / "sisr.pt"
 
 
-def test_sisr_training_runs_and_exports(tmp_path):
+def _train_tiny_sisr(tmp_path, name: str, **train):
+    """``lfrefsr train sisr`` on the CPU recipe shrunk to one 16-feature block and 2-image batches of 8-px LR crops
+    from scikit-image's photographs, ``train`` overriding its train section; run folder ``tmp_path / name``."""
     from lfrefsr.training.common import load_config
-    from lfrefsr.weights import load_network
 
     sisr = load_config("pipelines/sisr_cpu.yaml")
     sisr["model"].update(num_blocks=1, features=16)
     sisr["photos"] = ["skimage"]
-    sisr["train"].update(steps=2, batch=2, patch=8, threads=1, dead_leaves={"fraction": 0.5, "images": 2})
-    result = run_cli(["train", "sisr", "--config", str(_config(tmp_path, sisr, "sisr.yaml")), "--out",
-                      str(tmp_path / "sisr_run"), "-q"])
+    sisr["train"].update(batch=2, patch=8, threads=1, **train)
+    return run_cli(["train", "sisr", "--config", str(_config(tmp_path, sisr, f"{name}.yaml")), "--out",
+                    str(tmp_path / name), "-q"])
+
+
+def test_sisr_training_runs_and_exports(tmp_path):
+    from lfrefsr.weights import load_network
+
+    result = _train_tiny_sisr(tmp_path, "sisr_run", steps=2, dead_leaves={"fraction": 0.5, "images": 2})
     assert result.exit_code == 0, result.output
     model, _ = load_network("sisr", tmp_path / "sisr_run" / "weights.pt")
     assert model.scale == 8
@@ -160,18 +167,9 @@ def test_sisr_crops_resized_by_the_drawn_factor_and_unchanged_without_one():
 def test_sisr_loss_is_chosen_by_name_and_an_unknown_one_refused(tmp_path):
     """``train.loss``: ``mse`` trains (the recipe exports), a name not in ``LOSSES`` is one line, exit 1 (as every
     error the CLI reports), no run."""
-    from lfrefsr.training.common import load_config
-
-    sisr = load_config("pipelines/sisr_cpu.yaml")
-    sisr["model"].update(num_blocks=1, features=16)
-    sisr["photos"] = ["skimage"]
-    sisr["train"].update(steps=1, batch=2, patch=8, threads=1, loss="mse")
-    result = run_cli(["train", "sisr", "--config", str(_config(tmp_path, sisr, "mse.yaml")), "--out",
-                      str(tmp_path / "mse_run"), "-q"])
+    result = _train_tiny_sisr(tmp_path, "mse_run", steps=1, loss="mse")
     assert result.exit_code == 0, result.output
-    sisr["train"]["loss"] = "huber"
-    result = run_cli(["train", "sisr", "--config", str(_config(tmp_path, sisr, "huber.yaml")), "--out",
-                      str(tmp_path / "huber_run"), "-q"])
+    result = _train_tiny_sisr(tmp_path, "huber_run", steps=1, loss="huber")
     assert result.exit_code == 1 and "train.loss='huber'" in result.output and len(result.output.splitlines()) == 1
     assert not (tmp_path / "huber_run" / "weights.pt").exists()
 
