@@ -195,6 +195,48 @@ def test_sisr_method_plain_and_sliding(tiny_weights):
     assert get_method("sisr", scale=4, weights=tiny_weights["sisr"])(lr, None).shape == (3, 40, 52)
 
 
+def test_sisr_back_projects_onto_the_lr_view_by_the_cameras_rule(tiny_weights):
+    from lfrefsr import protocol
+    from lfrefsr.errors import LfrefsrError
+    from lfrefsr.methods import get_method
+    from lfrefsr.methods.sisr import BACK_PROJECT
+
+    lr = protocol.downsample(torch.rand(1, 3, 96, 128), 8)[0]
+
+    def sisr(**options):
+        method = get_method("sisr", scale=8, weights=tiny_weights["sisr"], **options)
+        return method, method(lr, None)
+
+    def lr_error(sr, psf=0.0):
+        return (protocol.camera_downsample(sr[None], 8, psf)[0] - lr).abs().mean()
+
+    (plain_method, plain), (default_method, default) = sisr(back_project=0), sisr()
+    assert (plain_method.back_project_steps, default_method.back_project_steps) == (0, BACK_PROJECT["protocol"])
+    assert lr_error(default) < 0.5 * lr_error(plain)
+    lens_method, lens = sisr(psf=0.6)
+    assert lens_method.back_project_steps == BACK_PROJECT["lens"]
+    assert lr_error(lens, psf=0.6) < 0.5 * lr_error(plain, psf=0.6)
+    noisy_method, noisy_sr = sisr(noise=3.0)  # its noise would come back: no steps
+    assert noisy_method.back_project_steps == 0 and torch.equal(noisy_sr, plain)
+    with pytest.raises(LfrefsrError, match="back_project=-1"):
+        sisr(back_project=-1)
+
+
+@pytest.mark.parametrize("sliding", [False, True])
+def test_sisr_self_ensemble_is_equivariant_to_flips_and_quarter_turns(tiny_weights, sliding):
+    from lfrefsr.methods import get_method
+
+    torch.manual_seed(0)
+    lr = torch.rand(3, 10, 13)
+    options = {"weights": tiny_weights["sisr"], "back_project": 0, "sliding": sliding, "patch": 6, "stride": 3}
+    alone, ensembled = (get_method("sisr", scale=8, ensemble=ensemble, **options) for ensemble in (False, True))
+    turned = ensembled(torch.rot90(lr, 1, dims=(-2, -1)), None)
+    torch.testing.assert_close(turned, torch.rot90(ensembled(lr, None), 1, dims=(-2, -1)), rtol=0, atol=1e-5)
+    torch.testing.assert_close(ensembled(lr.flip(-1), None), ensembled(lr, None).flip(-1), rtol=0, atol=1e-5)
+    # the network alone learned an orientation: what the ensemble removes
+    assert (alone(lr.flip(-1), None) - alone(lr, None).flip(-1)).abs().max() > 1e-3
+
+
 @pytest.mark.parametrize("scale", [2, 4, 8])
 def test_tiled_whole_image_synthesis_equals_one_piece(scale):
     from lfrefsr.synthesis import synthesize_image
