@@ -121,7 +121,6 @@ class SISR(Method):
         chosen = self.options
         self.precision = effective_precision(chosen.precision, self.device)
         self.model, _ = load_network("sisr", chosen.weights, device=str(self.device))
-        self.sliding, self.patch, self.stride = chosen.sliding, chosen.patch, chosen.stride
         if chosen.back_project is not None and chosen.back_project < 0:
             raise LfrefsrError(f"back_project={chosen.back_project}: the back-projection steps are 0 or more")
         self.back_project_steps = chosen.back_project if chosen.back_project is not None else \
@@ -129,7 +128,8 @@ class SISR(Method):
 
     def _network(self, lr: torch.Tensor) -> torch.Tensor:
         """(N, 3, h, w) -> (N, 3, h*s, w*s), s the network's scale: whole, or in sliding windows."""
-        return run_sliding(self.model, lr, self.patch, self.stride) if self.sliding else self.model(lr)
+        chosen = self.options
+        return run_sliding(self.model, lr, chosen.patch, chosen.stride) if chosen.sliding else self.model(lr)
 
     def prepare(self, ref):
         return None
@@ -142,6 +142,5 @@ class SISR(Method):
         size = (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
         sr = resize_to(sr.float(), size)
         if self.back_project_steps:
-            options = self.options
-            sr = back_project(sr, lr, self.scale, self.back_project_steps, options.psf, options.noise)
+            sr = back_project(sr, lr, self.scale, self.back_project_steps, self.options.psf, self.options.noise)
         return sr[0].clamp(0.0, 1.0)
