@@ -236,6 +236,13 @@ _, clip_dir = write_inputs(WORK)
 sources = {"embedded": clip_dir}
 if (DATA / "video" / "sintel-alley_1" / "clean").is_dir():
     sources["alley_1"] = DATA / "video" / "sintel-alley_1" / "clean"
+    if QUICK:  # the test suite: the middle 512 x 216 of each frame, a quarter of the pixels
+        from lfrefsr.io.images import read_image, write_image
+
+        (WORK / "alley_1-middle").mkdir()
+        for frame in sorted(sources["alley_1"].glob("frame_*.png")):
+            write_image(WORK / "alley_1-middle" / frame.name, read_image(frame)[:, 110:326, 256:768])
+        sources["alley_1"] = WORK / "alley_1-middle"
 method = "refsr" if "refsr" in demo_methods() else "flowwarp"
 curves = {}
 for name, src in sources.items():
@@ -323,15 +330,18 @@ else:
 ]
 
 
-def build(name: str, cells) -> None:
+def build(name: str, cells, folder: Path = HERE) -> None:
     notebook = nbformat.v4.new_notebook()
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    notebook.cells = [nbformat.v4.new_markdown_cell(src) if kind == "md" else nbformat.v4.new_code_cell(src)
-                      for kind, src in cells]
-    nbformat.write(notebook, HERE / name)
+    # Ids numbered by position rather than nbformat's random ones, so that a rebuild of unchanged sources leaves the
+    # committed notebooks unchanged.
+    new_cell = {"md": nbformat.v4.new_markdown_cell, "code": nbformat.v4.new_code_cell}
+    notebook.cells = [new_cell[kind](src, id=f"cell-{index}") for index, (kind, src) in enumerate(cells)]
+    nbformat.write(notebook, folder / name)
 
+
+NOTEBOOKS = {"01_lightfield.ipynb": LIGHTFIELD, "02_correspondence.ipynb": CORRESPONDENCE, "03_video.ipynb": VIDEO}
 
 if __name__ == "__main__":
-    build("01_lightfield.ipynb", LIGHTFIELD)
-    build("02_correspondence.ipynb", CORRESPONDENCE)
-    build("03_video.ipynb", VIDEO)
+    for name, cells in NOTEBOOKS.items():
+        build(name, cells)

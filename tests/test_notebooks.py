@@ -17,13 +17,28 @@ def test_notebooks_are_committed_without_outputs():
                    for cell in notebook.cells if cell.cell_type == "code"), path.name
 
 
+def test_notebooks_are_what_build_py_writes(tmp_path):
+    """The committed notebooks are generated (``python notebooks/build.py``): an edit to one of them, or to build.py
+    without a rebuild, fails here rather than drifting apart."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("notebook_build", NOTEBOOKS[0].parent / "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    assert sorted(build.NOTEBOOKS) == [path.name for path in NOTEBOOKS]
+    for name, cells in build.NOTEBOOKS.items():
+        build.build(name, cells, folder=tmp_path)
+        assert (tmp_path / name).read_text() == (NOTEBOOKS[0].parent / name).read_text(), name
+
+
 @pytest.mark.slow  # 15-60 s each on 2 cores: every method over a whole light field or clip
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
-    # on ../shared/data, a 4x4 sub-grid of the light field and one match pair: every cell runs, in under a minute
+    # on ../shared/data, a 4x4 sub-grid of the light field, one match pair and the middle of alley_1's frames: every
+    # cell runs, in under a minute
     monkeypatch.setenv("LFREFSR_NOTEBOOK_QUICK", "1")
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3",
