@@ -248,17 +248,23 @@ def test_ccnet_candidates_recover_a_large_displacement_dis_misses():
 
 
 def test_refsr_back_projects_by_its_lr_camera():
-    """Two steps after SS-Net for the protocol's camera, ten for a lens blur it never saw, what the user gives
-    otherwise; a noisy camera's view is not projected onto at all (its result equals SS-Net's, any steps given)."""
+    """Two steps after SS-Net for the protocol's camera, ten for a lens blur it never saw, none for a noisy camera
+    (its result equals SS-Net's alone), and what the user gives whatever the camera; a negative count is refused."""
     from lfrefsr.methods.refsr import BACK_PROJECT
 
     assert get_method("refsr").back_project_steps == BACK_PROJECT["protocol"] == 2
     assert get_method("refsr", psf=0.6).back_project_steps == BACK_PROJECT["lens"] == 10
     assert get_method("refsr", psf=0.6, back_project=0).back_project_steps == 0
+    with pytest.raises(LfrefsrError, match="back_project=-1"):
+        get_method("refsr", back_project=-1)
     hr = protocol.to_float(make_video(frames=2, size=(64, 64), seed=3)["hr"])  # (2, 3, 64, 64)
     lr = protocol.downsample(hr[1][None], 8)[0]
-    noisy = [get_method("refsr", noise=5.0, back_project=steps, ccnet_candidates=False) for steps in (0, 10)]
-    torch.testing.assert_close(*(method(lr, hr[0]) for method in noisy))
+    noisy = {steps: get_method("refsr", noise=5.0, back_project=steps, ccnet_candidates=False)
+             for steps in (None, 0, 10)}
+    assert [method.back_project_steps for method in noisy.values()] == [0, 0, 10]
+    results = {steps: method(lr, hr[0]) for steps, method in noisy.items()}
+    assert torch.equal(results[None], results[0])
+    assert (results[10] - results[0]).abs().max() > 1e-3  # asked for, the steps run
 
 
 def test_soft_selection_lands_between_estimates_of_one_motion():

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from lfrefsr import protocol
 from lfrefsr.capture import noisy
+from lfrefsr.errors import LfrefsrError
 from lfrefsr.filters import charbonnier, total_variation
 from lfrefsr.methods.base import Method, Side, ViewHint, register
 from lfrefsr.methods.options import CameraOptions, option
@@ -119,6 +120,18 @@ def symmetric_dis_flow(target: np.ndarray, source: np.ndarray, preset: str = "de
 def soft_threshold(residual: torch.Tensor, threshold: float) -> torch.Tensor:
     """Each residual shrunk towards 0 by ``threshold``: what lies within it is no evidence (the LR camera's noise)."""
     return torch.sign(residual) * (residual.abs() - threshold).clamp_min(0)
+
+
+def back_project_steps(requested: int | None, rule: dict[str, int], psf: float, noise: float) -> int:
+    """The back-projection steps a method runs after its network: ``requested`` where the user gave it (0 or more),
+    else by the LR camera, from the method's own ``rule`` (measured for its network): ``rule["lens"]`` through a lens
+    blur (``psf`` > 0), ``rule["protocol"]`` for the protocol's camera, and none for a noisy camera
+    (``capture.noisy``), whose view is no better evidence than the network's result."""
+    if requested is not None:
+        if requested < 0:
+            raise LfrefsrError(f"back_project={requested}: the back-projection steps are 0 or more")
+        return requested
+    return 0 if noisy(noise) else rule["lens" if psf > 0 else "protocol"]
 
 
 def back_project(sr: torch.Tensor, lr: torch.Tensor, scale: int, iterations: int, psf: float = 0.0,

@@ -28,7 +28,15 @@ from lfrefsr.capture import noisy
 from lfrefsr.errors import LfrefsrError
 from lfrefsr.lightfield import MIN_VIEWS, disparity_hypotheses, estimate_disparity, sweep_settings, view_flow
 from lfrefsr.methods.base import Method, Side, ViewHint, register
-from lfrefsr.methods.flowwarp import FlowContext, FlowWarp, back_project, dis_flow, gray_u8, soft_threshold
+from lfrefsr.methods.flowwarp import (
+    FlowContext,
+    FlowWarp,
+    back_project,
+    back_project_steps,
+    dis_flow,
+    gray_u8,
+    soft_threshold,
+)
 from lfrefsr.methods.networks import SynthesisNetworks, SynthesisOptions
 from lfrefsr.methods.options import CameraOptions, option
 from lfrefsr.models.ssnet import GUIDE_CHANNELS
@@ -39,7 +47,9 @@ from lfrefsr.models.ssnet import GUIDE_CHANNELS
 # 38.202, flicker 2.231 -> 2.214 -> 2.202 and 1.437 -> 1.420 -> 1.407 (flowwarp 2.187, 1.399); seq-0016-0025
 # 31.17 / 31.17 / 31.16; hci-backgammon 28.88 at all three, 0.80 -> 0.68 s per view. A lens blur (psf) SS-Net never saw
 # leaves more to correct: alley_1 with psf=gauss:0.6, 2 / 3 / 5 / 10 steps: 32.067 / 32.072 / 32.078 / 32.083.
-# A noisy camera gets none (see _synthesise).
+# A noisy camera gets none (flowwarp.back_project_steps): its LR view is no better evidence than SS-Net's output, and
+# projecting onto it brought its noise back (noise=3,jpeg=85, 10 frames or views, 10 steps: -0.08 dB on Sintel alley_1,
+# -0.06 seq-0016-0025, -0.04 hci-backgammon).
 BACK_PROJECT = {"protocol": 2, "lens": 10}
 
 
@@ -226,8 +236,7 @@ class RefSR(Method):
         self.protocol_camera = not (self.psf > 0 or noisy(self.noise))
         if self.jpeg is not None and not 1 <= self.jpeg <= 100:
             raise LfrefsrError(f"jpeg={self.jpeg}: a JPEG quality is from 1 to 100")
-        self.back_project_steps = chosen.back_project if chosen.back_project is not None else \
-            BACK_PROJECT["lens" if self.psf > 0 else "protocol"]
+        self.back_project_steps = back_project_steps(chosen.back_project, BACK_PROJECT, self.psf, self.noise)
         self.realign = chosen.realign
         if self.realign is not None and self.realign < 0:
             raise LfrefsrError(f"realign={self.realign}: the re-alignment passes are 0 or more")
@@ -337,9 +346,7 @@ class RefSR(Method):
             sr, mask = synthesize_image(self.synthesis.ssnet, lr_features, guide, aligned["result"][0],
                                         scale=self.scale, tile=self.options.tile)
         sr = sr.float()
-        # A noisy LR view is no better evidence than SS-Net's output: projecting onto it brought its noise back
-        # (noise=3,jpeg=85, 10 frames or views: -0.08 dB on Sintel alley_1, -0.06 seq-0016-0025, -0.04 hci-backgammon)
-        if self.back_project_steps and not noisy(self.noise):
+        if self.back_project_steps:
             sr = back_project(sr[None], lr[None], self.scale, self.back_project_steps, self.psf, self.noise)[0]
         return sr.clamp(0.0, 1.0), mask.float(), aligned["weight"][0].float()
 

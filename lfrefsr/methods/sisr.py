@@ -17,10 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from lfrefsr.capability import effective_precision
-from lfrefsr.capture import noisy
-from lfrefsr.errors import LfrefsrError
 from lfrefsr.methods.base import Method, ViewHint, register
-from lfrefsr.methods.flowwarp import back_project
+from lfrefsr.methods.flowwarp import back_project, back_project_steps
 from lfrefsr.methods.options import CameraOptions, LearnedOptions, option
 
 # Back-projection steps onto the LR view by LR camera. What the network adds that the LR view contradicts is its own
@@ -121,10 +119,7 @@ class SISR(Method):
         chosen = self.options
         self.precision = effective_precision(chosen.precision, self.device)
         self.model, _ = load_network("sisr", chosen.weights, device=str(self.device))
-        if chosen.back_project is not None and chosen.back_project < 0:
-            raise LfrefsrError(f"back_project={chosen.back_project}: the back-projection steps are 0 or more")
-        self.back_project_steps = chosen.back_project if chosen.back_project is not None else \
-            0 if noisy(chosen.noise) else BACK_PROJECT["lens" if chosen.psf > 0 else "protocol"]
+        self.back_project_steps = back_project_steps(chosen.back_project, BACK_PROJECT, chosen.psf, chosen.noise)
 
     def _network(self, lr: torch.Tensor) -> torch.Tensor:
         """(N, 3, h, w) -> (N, 3, h*s, w*s), s the network's scale: whole, or in sliding windows."""
