@@ -46,10 +46,15 @@ def score_store(store: Store, method: str, tasks) -> dict:
     return {**mean, "per_view": per_view}
 
 
+def check_methods(methods: list[str], scale: int, method_options=None) -> None:
+    """Fail fast, in one line, on a method that cannot run (missing or foreign weights, a bad option), before the
+    source is read."""
+    for name in methods:
+        check_method(name, scale, (method_options or {}).get(name))
+
+
 def evaluate_store(store: Store, methods: list[str], tasks, *, device="cpu", progress=True,
                    method_options=None) -> dict:
-    for name in methods:  # fail fast, in one line, on a method that cannot run (missing or foreign weights)
-        check_method(name, store.scale, (method_options or {}).get(name))
     results = {}
     for name in methods:
         started = time.perf_counter()
@@ -126,6 +131,7 @@ def evaluate_lf(src, methods, *, grid=None, origin=(0, 0), scale=8, ref=(0, 0), 
                 device="cpu", progress=True, method_options=None, degradation: Degradation | None = None) -> dict:
     """The x8 protocol on a light-field folder: every non-reference view, each method; with ``degradation``, the
     LR views are degraded after the protocol's decimation (scores are against the clean HR)."""
+    check_methods(methods, scale, method_options)
     with tempfile.TemporaryDirectory(prefix="lfrefsr-eval-") as tmp:
         store = ingest_lf(src, Path(tmp) / "eval.zarr", grid=grid, origin=origin, scale=scale, ref=ref,
                           pattern=pattern, index_base=index_base, progress=progress)
@@ -143,6 +149,7 @@ def evaluate_video(src, methods, *, scale=8, max_frames=None, device="cpu", prog
     0, K, 2K, ... count as HR (a hybrid camera's keyframes) and each other frame is super-resolved from the latest
     of them (``reference_mode`` keyframe, up to K-1 frames of motion away) or from those before and after it
     (keyframes); ``degradation`` as ``evaluate_lf``."""
+    check_methods(methods, scale, method_options)
     with tempfile.TemporaryDirectory(prefix="lfrefsr-eval-") as tmp:
         store = ingest_video(src, Path(tmp) / "eval.zarr", scale=scale, max_frames=max_frames, progress=progress)
         store, estimate = degrade_store(store, degradation)

@@ -428,6 +428,14 @@ def eval_video_of_one_frame(env):
 
 
 @case
+def eval_with_a_bad_method_option(env):
+    """One line; refused before the source is read (test_a_bad_method_option_is_refused_before_the_source_is_read)."""
+    out = env.out_dir / "v.json"
+    return Setup(["eval", "video", env.frames_dir, "--json", out, "--methods", "bicubic,sisr",
+                  "-o", "back_project=-1"], "0 or more", "back_project=-1", out, [env.frames_dir])
+
+
+@case
 def eval_with_unloadable_weights(env):
     """Checked once before any view runs, not reported as a failure per view."""
     weights = env.input_path("junk.pt")
@@ -532,3 +540,18 @@ def test_an_unreachable_scheduler_is_one_line(lf_dir, out_dir):
 
     assert Store.open(out_dir / "s.zarr").methods() in ([], ["bicubic"])
     assert not Store.open(out_dir / "s.zarr").done("bicubic").any()
+
+
+@pytest.mark.parametrize("kind", ["lf", "video"])
+def test_a_bad_method_option_is_refused_before_the_source_is_read(kind, monkeypatch):
+    """A wrong method option costs no ingest: a long light field or clip is not read only to be refused."""
+    from lfrefsr import evaluate
+    from lfrefsr.errors import LfrefsrError
+
+    def ingest(*args, **kwargs):
+        raise AssertionError("the source was read before the options were checked")
+
+    monkeypatch.setattr(evaluate, f"ingest_{kind}", ingest)
+    run = evaluate.evaluate_lf if kind == "lf" else evaluate.evaluate_video
+    with pytest.raises(LfrefsrError, match="back_project=-1"):
+        run("unread", ["bicubic", "sisr"], method_options={"sisr": {"back_project": -1}}, progress=False)
