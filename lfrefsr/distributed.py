@@ -47,17 +47,30 @@ def open_client(scheduler: str | None = None, *, workers: int | None = None, thr
         return
     import logging
 
-    logging.getLogger("distributed").setLevel(logging.CRITICAL)  # worker/scheduler chatter is not the user's
-    with dask.config.set({"distributed.worker.daemon": False, "logging.distributed": "critical"}):
-        cluster = LocalCluster(n_workers=workers or default_workers(threads_per_worker),
-                               threads_per_worker=threads_per_worker, processes=True, dashboard_address=":0",
-                               resources={"GPU": 1} if gpu else None, silence_logs=logging.CRITICAL)
-        client = Client(cluster)
-        try:
-            yield client
-        finally:
-            client.close()
-            cluster.close()
+    # Both put back when the cluster is gone. The nannies write their workers' settings into this process's
+    # environment before each spawn (``distributed.nanny.pre-spawn-environ``: OMP_NUM_THREADS=1, MKL_NUM_THREADS=1,
+    # ...); left there, every process the caller starts afterwards (a notebook kernel, a test's subprocess) ran on
+    # one thread.
+    environ = dict(os.environ)
+    logger = logging.getLogger("distributed")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)  # worker/scheduler chatter is not the user's
+    try:
+        with dask.config.set({"distributed.worker.daemon": False, "logging.distributed": "critical"}):
+            cluster = LocalCluster(n_workers=workers or default_workers(threads_per_worker),
+                                   threads_per_worker=threads_per_worker, processes=True, dashboard_address=":0",
+                                   resources={"GPU": 1} if gpu else None, silence_logs=logging.CRITICAL)
+            client = Client(cluster)
+            try:
+                yield client
+            finally:
+                client.close()
+                cluster.close()
+    finally:
+        for key in set(os.environ) - set(environ):
+            del os.environ[key]
+        os.environ.update(environ)
+        logger.setLevel(level)
 
 
 def run_distributed(

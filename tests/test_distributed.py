@@ -277,3 +277,20 @@ def test_workers_take_the_process_wide_settings_and_methods_do_not_set_them(clus
             "print(runtime._state['applied'])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "None"
+
+
+def test_a_local_cluster_leaves_the_callers_environment_as_it_was():
+    """The nannies write their workers' settings (OMP_NUM_THREADS=1, ...) into this process's environment before
+    spawning them: the workers keep them, and once the cluster is gone this process has its own back, with the
+    distributed logger's level, so processes it starts later (a notebook kernel) keep their threads."""
+    import logging
+
+    import distributed  # noqa: F401  (its import sets the logger's level, as the user's own import would)
+
+    from lfrefsr.distributed import open_client
+
+    before, level = dict(os.environ), logging.getLogger("distributed").level
+    with open_client(workers=1) as client:
+        assert set(client.run(lambda: os.environ.get("OMP_NUM_THREADS")).values()) == {"1"}
+    assert dict(os.environ) == before
+    assert logging.getLogger("distributed").level == level
