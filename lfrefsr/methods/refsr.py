@@ -48,8 +48,8 @@ from lfrefsr.models.ssnet import GUIDE_CHANNELS
 # 31.17 / 31.17 / 31.16; hci-backgammon 28.88 at all three, 0.80 -> 0.68 s per view. A lens blur (psf) SS-Net never saw
 # leaves more to correct: alley_1 with psf=gauss:0.6, 2 / 3 / 5 / 10 steps: 32.067 / 32.072 / 32.078 / 32.083.
 # A noisy camera gets none (flowwarp.back_project_steps): its LR view is no better evidence than SS-Net's output, and
-# projecting onto it brought its noise back (noise=3,jpeg=85, 10 frames or views, 10 steps: -0.08 dB on Sintel alley_1,
-# -0.06 seq-0016-0025, -0.04 hci-backgammon).
+# projecting onto it brought its noise back (noise=3,jpeg=85, 10 frames or views: -0.08 dB on Sintel alley_1, -0.06
+# seq-0016-0025, -0.04 hci-backgammon).
 BACK_PROJECT = {"protocol": 2, "lens": 10}
 
 
