@@ -17,7 +17,7 @@ from lfrefsr import capture, protocol
 from lfrefsr.capability import effective_precision
 from lfrefsr.correspondence.matchers import get_matcher
 from lfrefsr.methods.flowwarp import FlowWarp
-from lfrefsr.methods.refsr import RefSROptions, align_reference, flow_guide, prepare_ccnet
+from lfrefsr.methods.refsr import RefSROptions, align_reference, flow_guide, prepare_ccnet, protocol_view
 from lfrefsr.synthesis import dense_flow
 from lfrefsr.training.ccnet import degrade
 from lfrefsr.training.common import initial_model, save_checkpoint, train_loop
@@ -50,16 +50,17 @@ def random_degradation(rng: np.random.Generator, config: dict | None) -> protoco
 
 
 def camera_lr(target: torch.Tensor, scale: int, degradation: protocol.Degradation | None,
-              rng: np.random.Generator, noise: float = 0.0) -> tuple[torch.Tensor, float, float]:
-    """HR target (3, S, S) -> (LR (1, 3, s, s) as an 8-bit camera gives it, its estimated psf, noise): the camera
-    model refsr gets at inference, estimated from the same view's HR/LR pair (``lfrefsr.capture``). Without a
-    degradation, the protocol's LR view (``noise`` adds the old recipe's Gaussian noise) and the clean model."""
+              rng: np.random.Generator, noise: float = 0.0) -> tuple[torch.Tensor, capture.CaptureEstimate]:
+    """HR target (3, S, S) -> (LR (1, 3, s, s) as an 8-bit camera gives it, the camera refsr would estimate): the
+    camera model refsr gets at inference, estimated from the same view's HR/LR pair (``lfrefsr.capture``, its psf,
+    noise and JPEG quality). Without a degradation, the protocol's LR view (``noise`` adds the old recipe's Gaussian
+    noise) and the clean model."""
     if degradation is None:
-        return degrade(target, scale, noise, rng), 0.0, 0.0
+        return degrade(target, scale, noise, rng), capture.CaptureEstimate(psf=0.0, gain=(1.0,) * 3, noise=0.0,
+                                                                            pairs=0)
     hr = protocol.quantize(target)  # (3, S, S) uint8
     lr = protocol.to_float(degradation.lr_views([hr], scale)[0])  # (3, s, s)
-    found = capture.estimate([protocol.to_float(hr)], [lr], scale)
-    return lr[None], found.psf, found.noise
+    return lr[None], capture.estimate([protocol.to_float(hr)], [lr], scale)
 
 
 class PairPool:
@@ -83,6 +84,9 @@ class PairPool:
         self.photos, self.noise = photos, float(train.get("noise", 0.0))
         self.flow_error = float(train.get("flow_error", 0.0))  # px: rms of a smooth error added to the flow
         self.degrade = train.get("degrade")  # real LR cameras (random_degradation); None: the clean protocol
+        # Adam steps refining each pair's chosen flow through its camera (and codec), as refsr refines a video's
+        # (``alignment: refsr`` only; the shipped recipe predates the refinement and leaves it out)
+        self.refine = int(train.get("refine", 0))
         self.ref_patches = config.get("ref_patches", "warp")
         self.epipolar = bool(config.get("epipolar", True))
         self.items = [self.prepare(rng) for _ in range(int(train["pool"]))]
@@ -91,20 +95,26 @@ class PairPool:
     def prepare(self, rng: np.random.Generator) -> dict:
         scale = self.pair_cfg.scale
         pair = sample_pair(rng, self.photos, self.pair_cfg)
-        lr, psf, noise = camera_lr(pair.target, scale, random_degradation(rng, self.degrade), rng, self.noise)
+        lr, camera = camera_lr(pair.target, scale, random_degradation(rng, self.degrade), rng, self.noise)
+        psf, noise = camera.psf, camera.noise
         ref = (pair.ref * 255).round() / 255  # (3, S, S)
-        lr_features = self.sisr.features(lr)[0]
         if self.flowwarp is not None:  # refsr's default variant's guide (flow_guide), from either alignment
             error = smooth_flow_error(rng, ref.shape[-2:], self.flow_error) if self.flow_error else None
             flowwarp = FlowWarp(scale, psf=psf, noise=noise) if (psf or noise) else self.flowwarp
             context = flowwarp.prepare(ref)
             if self.alignment == "refsr":
                 prepare_ccnet(context, self.matcher, noise)
-                aligned = align_reference(flowwarp, lr[0], context, matcher=self.matcher, flow_error=error)
+                aligned = align_reference(flowwarp, lr[0], context, matcher=self.matcher, flow_error=error,
+                                          refine=self.refine, jpeg=camera.jpeg)
             else:
                 aligned = flowwarp.align(lr[0], context, error)  # each (1, C, S, S)
-            return {"lr_features": lr_features, "base": aligned["result"][0], "hr": pair.target,
+            # the LR features as refsr reads them: of the view as the protocol's camera would have given it, for any
+            # other camera (RefSR._lr_features)
+            seen = lr if psf <= 0 and not capture.noisy(noise) else protocol_view(lr, aligned["result"], scale, psf,
+                                                                                   noise)
+            return {"lr_features": self.sisr.features(seen)[0], "base": aligned["result"][0], "hr": pair.target,
                     "ref": flow_guide(aligned)}  # guide (7, S, S)
+        lr_features = self.sisr.features(lr)[0]
         direction = pair.direction if self.epipolar else None  # as refsr searches light fields at inference
         matches = self.matcher.match(lr[0], self.matcher.prepare(ref), direction=direction)
         flow = matches.flow.float()  # (2, h, w)
