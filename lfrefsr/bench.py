@@ -212,7 +212,7 @@ def _refsr_stages(nets, state, ref, lr, device, precision, scale):
     def final_back_projection():
         state["result"] = back_project(state["sr"][None], lr, scale, refsr.back_project_steps)[0]
 
-    def realignment_pass():  # a video frame from a clean camera gets one (refsr's ``realign`` rule)
+    def realignment_pass():  # a video frame gets one (refsr's ``realign`` rule)
         context = state["refsr_context"]
         flows = [state["aligned"]["flow"][0], *realigned_flows(state["result"], context)]
         aligned = refsr._align(lr[0], context, None, realigned=flows, final=False)

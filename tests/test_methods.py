@@ -320,12 +320,14 @@ def test_realignment_finds_motion_the_lr_view_hides():
 
 
 def test_realignment_rule_and_bad_value():
-    """A noisy camera's video frame gets no re-alignment by default (its flows tied); a negative count of passes, or
-    of refinement steps, is refused."""
+    """A video frame gets one re-alignment pass by default whatever its camera, a noisy one's too (its flows weighed
+    softly); a negative count of passes, or of refinement steps, is refused."""
     hr = protocol.to_float(make_video(frames=2, size=(64, 64), seed=3)["hr"])  # (2, 3, 64, 64)
     lr = protocol.downsample(hr[1][None], 8)[0]
-    noisy = [get_method("refsr", noise=5.0, ccnet_candidates=False, **extra) for extra in ({}, {"realign": 0})]
-    torch.testing.assert_close(*(method(lr, hr[0]) for method in noisy))
+    noisy = [get_method("refsr", noise=5.0, ccnet_candidates=False, **extra)(lr, hr[0])
+             for extra in ({}, {"realign": 1}, {"realign": 0})]
+    torch.testing.assert_close(noisy[0], noisy[1])
+    assert not torch.equal(noisy[0], noisy[2])
     with pytest.raises(LfrefsrError, match="realign=-1"):
         get_method("refsr", realign=-1)
     with pytest.raises(LfrefsrError, match="refine=-1"):

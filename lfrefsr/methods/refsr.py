@@ -81,8 +81,13 @@ SELECT_TEMPERATURE = 0.0003
 # alley_1 2.199 -> 2.120, final 1.418 -> 1.375; 2.1 -> 2.7 s per alley_1 frame. A third pass (``realign=2``) adds
 # +0.04 to +0.05 (33.022, 38.520, 31.554, K=4 30.920) for about 0.5 s more per frame. A light field keeps one pass:
 # hci-backgammon 28.877 -> 28.951 for 0.44 -> 0.68 s per view, over the 1.5x its cost may grow (``-o realign=1``
-# takes it). A noisy camera's video keeps one: its result is not back-projected, so the second pass only confirms
-# the first's flow (noise=3,jpeg=85, alley_1 30.66 -> 30.57 with these candidates, 30.63 averaged with the first).
+# takes it). A noisy camera's video takes the pass too, its flows weighed softly like a clean camera's: its result is
+# not back-projected, so these flows stay near the first's, but averaging them where they nearly tie, before the
+# refinement, steadies the flow the noisy view cannot single out. refsr, RGB PSNR, one pass -> two with the hard choice
+# -> two weighed softly (the same temperature; 0.0001 / 0.001 gave 30.939 / 30.924 and 29.543 / 29.561):
+# noise=3,jpeg=85 alley_1 30.890 -> 30.905 -> 30.955, seq 29.486 -> 29.527 -> 29.577, final 35.298 -> 35.333
+# (soft); noise=3 alley_1 32.010 -> 32.038, seq 30.416 -> 30.551; h264=28 25.280 -> 25.305, 24.469 -> 24.472; 2.65 ->
+# 3.13 s per alley_1 frame. A third pass: 30.950, 29.570.
 REALIGN_DIS = (("medium", None), ("default", 8))
 
 
@@ -101,10 +106,10 @@ REALIGN_DIS = (("medium", None), ("default", 8))
 REFINE_STEPS = 40
 
 
-def one_motion(context: FlowContext, noise: float) -> bool:
+def one_motion(context: FlowContext) -> bool:
     """Whether a view's candidate flows all estimate one motion, to be weighed softly (``SELECT_TEMPERATURE``) and
-    re-aligned (``realign``): no light-field disparity hypotheses (distinct layers), a camera that is not noisy."""
-    return context.disparity is None and not noisy(noise)
+    re-aligned (``realign``): no light-field disparity hypotheses (distinct layers), whatever the camera."""
+    return context.disparity is None
 
 
 def realigned_flows(result: torch.Tensor, context: FlowContext) -> list[torch.Tensor]:
@@ -161,7 +166,7 @@ def align_reference(flowwarp: FlowWarp, lr: torch.Tensor, context: FlowContext, 
     (``alignment: refsr``) share it. Returns ``align``'s dict, each (1, C, H, W)."""
     if realigned:
         return flowwarp.align(lr, context, flow_error, candidates=list(realigned), blend=blend,
-                              temperature=SELECT_TEMPERATURE if one_motion(context, flowwarp.noise) else None,
+                              temperature=SELECT_TEMPERATURE if one_motion(context) else None,
                               refine=refine, jpeg=jpeg)
     candidates = []
     if context.disparity is not None and hint is not None and hint.grid_offset:
@@ -192,8 +197,8 @@ class RefSROptions(SynthesisOptions, CameraOptions):
                                             "for the protocol's LR camera, 10 for a lens blur (psf); none for a "
                                             "noisy camera]")
     realign: int | None = option(None, "Re-alignment passes: the result aligned to the reference again (DIS, HR "
-                                       "against HR), those flows candidates of one more synthesis [default: 1 for "
-                                       "a video from a clean camera, else 0]")
+                                       "against HR), those flows candidates of one more synthesis [default: 1 where no "
+                                       "light-field disparity gives the flows (video, --per-view), else 0]")
     refine: int | None = option(None, "Adam steps refining the final pass's chosen flow through the LR camera model "
                                       f"(refine_flow) [default: {REFINE_STEPS} where no light-field disparity gives "
                                       "the flows (video, --per-view), else 0]")
@@ -313,7 +318,7 @@ class RefSR(Method):
         lr = lr.to(self.device)
         passes = self.realign
         if passes is None:  # one where the flows estimate one motion, else none
-            passes = int(all(one_motion(context, self.noise) for context, _ in sides))
+            passes = int(all(one_motion(context) for context, _ in sides))
         realigned, lr_features = [() for _ in sides], None
         for done in range(1 + passes):
             alignments = [self._align(lr, context, hint, blend=len(sides) == 1, realigned=flows,
