@@ -112,6 +112,12 @@ def one_motion(context: FlowContext) -> bool:
     return context.disparity is None
 
 
+def protocol_camera(psf: float, noise: float) -> bool:
+    """Whether an LR camera (its ``psf``, ``noise``) gives the protocol's LR view, whose own SISR features SS-Net reads;
+    any other camera's view is read as ``protocol_view`` gives it. Inference and SS-Net's training pairs share it."""
+    return not (psf > 0 or noisy(noise))
+
+
 def realigned_flows(result: torch.Tensor, context: FlowContext) -> list[torch.Tensor]:
     """DIS flows (2, H, W), one per ``REALIGN_DIS`` setting, from an HR ``result`` (3, H, W) of the target to its
     reference, both sharp."""
@@ -238,7 +244,7 @@ class RefSR(Method):
         self.uses_views = chosen.lightfield
         # the LR camera (lfrefsr.capture): the flow chain, the disparity, the back-projection
         self.psf, self.noise, self.chroma, self.jpeg = chosen.psf, chosen.noise, chosen.chroma, chosen.jpeg
-        self.protocol_camera = not (self.psf > 0 or noisy(self.noise))
+        self.protocol_camera = protocol_camera(self.psf, self.noise)
         if self.jpeg is not None and not 1 <= self.jpeg <= 100:
             raise LfrefsrError(f"jpeg={self.jpeg}: a JPEG quality is from 1 to 100")
         self.back_project_steps = back_project_steps(chosen.back_project, BACK_PROJECT, self.psf, self.noise)

@@ -17,7 +17,14 @@ from lfrefsr import capture, protocol
 from lfrefsr.capability import effective_precision
 from lfrefsr.correspondence.matchers import get_matcher
 from lfrefsr.methods.flowwarp import FlowWarp
-from lfrefsr.methods.refsr import RefSROptions, align_reference, flow_guide, prepare_ccnet, protocol_view
+from lfrefsr.methods.refsr import (
+    RefSROptions,
+    align_reference,
+    flow_guide,
+    prepare_ccnet,
+    protocol_camera,
+    protocol_view,
+)
 from lfrefsr.synthesis import dense_flow
 from lfrefsr.training.ccnet import degrade
 from lfrefsr.training.common import initial_model, save_checkpoint, train_loop
@@ -110,8 +117,7 @@ class PairPool:
                 aligned = flowwarp.align(lr[0], context, error)  # each (1, C, S, S)
             # the LR features as refsr reads them: of the view as the protocol's camera would have given it, for any
             # other camera (RefSR._lr_features)
-            seen = lr if psf <= 0 and not capture.noisy(noise) else protocol_view(lr, aligned["result"], scale, psf,
-                                                                                   noise)
+            seen = lr if protocol_camera(psf, noise) else protocol_view(lr, aligned["result"], scale, psf, noise)
             return {"lr_features": self.sisr.features(seen)[0], "base": aligned["result"][0], "hr": pair.target,
                     "ref": flow_guide(aligned)}  # guide (7, S, S)
         lr_features = self.sisr.features(lr)[0]
