@@ -76,14 +76,28 @@ NOISY_DIS = {"patch": 12, "iterations": 1, "blur": 3.0}
 FUSE_TEMPERATURE = 0.01
 
 
+@dataclass(frozen=True)
+class Variational:
+    """DIS's variational refinement, run at every scale after its patch search: ``alpha``, the weight of the flow's
+    smoothness, and ``iterations``, its fixed-point steps per scale (OpenCV's presets: 20, and 5 steps; ULTRAFAST
+    none)."""
+
+    alpha: float
+    iterations: int
+
+
 def dis_flow(target: np.ndarray, source: np.ndarray, preset: str = "default", patch: int | None = None,
-             init: torch.Tensor | None = None) -> torch.Tensor:
+             init: torch.Tensor | None = None, variational: Variational | None = None) -> torch.Tensor:
     """DIS flow (2, H, W) such that ``target(x) ~ source(x + flow(x))``: OpenCV's ``preset`` (``default`` is FAST),
     with ``patch``-pixel patches where given (else the preset's own), refined from the flow ``init`` (2, H, W)
-    where given (DIS takes it as its starting point at every scale)."""
+    where given (DIS takes it as its starting point at every scale), with the ``variational`` refinement where given
+    (else the preset's own)."""
     dis = cv2.DISOpticalFlow_create(_PRESETS["fast" if preset == "default" else preset])
     if patch is not None:
         dis.setPatchSize(int(patch))
+    if variational is not None:
+        dis.setVariationalRefinementAlpha(float(variational.alpha))
+        dis.setVariationalRefinementIterations(int(variational.iterations))
     height, width = target.shape
     start = None if init is None else np.ascontiguousarray(init.float().permute(1, 2, 0).cpu().numpy())  # (H, W, 2)
     pad_y, pad_x = max(0, _MIN_SIDE - height), max(0, _MIN_SIDE - width)
@@ -105,7 +119,7 @@ def inverse_flow(flow: torch.Tensor, iterations: int = 20) -> torch.Tensor:
 
 
 def symmetric_dis_flow(target: np.ndarray, source: np.ndarray, preset: str = "default",
-                       patch: int | None = None) -> torch.Tensor:
+                       patch: int | None = None, variational: Variational | None = None) -> torch.Tensor:
     """``dis_flow`` (2, H, W) run both ways: the forward flow averaged with the backward flow (``source`` ->
     ``target``) inverted (``inverse_flow``).
 
@@ -113,8 +127,8 @@ def symmetric_dis_flow(target: np.ndarray, source: np.ndarray, preset: str = "de
     backwards, those are the clean reference's, and the noisy view is only searched. refsr on Sintel with
     noise=3,jpeg=85 (the LR frame's flow as the only candidate): alley_1 30.63 (forward) / 30.67 (backward, inverted)
     / 30.68 (both, averaged), seq-0016-0025 29.12 / 29.13 / 29.15."""
-    forward = dis_flow(target, source, preset, patch)
-    return (forward + inverse_flow(dis_flow(source, target, preset, patch))) / 2
+    forward = dis_flow(target, source, preset, patch, variational=variational)
+    return (forward + inverse_flow(dis_flow(source, target, preset, patch, variational=variational))) / 2
 
 
 def soft_threshold(residual: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -313,7 +327,7 @@ class FlowWarp(Method):
               candidates: list[torch.Tensor] | None = None, patches: tuple[int, ...] | None = None,
               starts: list[torch.Tensor] | None = None, presets: tuple[str, ...] = (), blend: bool = True,
               symmetric: bool = False, temperature: float | None = None, refine: int = 0,
-              jpeg: int | None = None) -> dict:
+              jpeg: int | None = None, variational: Variational | None = None) -> dict:
         """The flowwarp chain for LR target (3, h, w), keeping its intermediates (refsr builds on them):
         flow (1, 2, H, W) target -> reference, warped (1, 3, H, W) reference aligned to the target, weight
         (1, 1, H, W) trust in the warp, result (1, 3, H, W) the flowwarp output. ``flow_error`` (2, H, W) is added
@@ -325,7 +339,7 @@ class FlowWarp(Method):
         ``blend=False`` leaves out the result (``fuse`` blends the fused warp instead). ``symmetric``: each DIS flow at
         ``patches`` is run both ways and averaged (``symmetric_dis_flow``). ``temperature``: the flows compete softly
         (``select_flow``). ``refine``: steps of ``refine_flow`` on the chosen flow, through JPEG at quality ``jpeg``
-        where given.
+        where given. ``variational``: every DIS flow refined so (``dis_flow``), else as its preset does.
 
         Why: a noisy or compressed LR view cannot tell a slightly wrong warp from a right one, and DIS, run on that
         one view, is the flow most often wrong. hci-backgammon, reference warped by the selected flow, 10 views:
@@ -338,11 +352,12 @@ class FlowWarp(Method):
         flows = [c[None].to(self.device) for c in candidates or ()]  # each (1, 2, H, W)
         if not flows or not noisy(self.noise):
             dis = symmetric_dis_flow if symmetric else dis_flow
-            flows[:0] = [dis(up_gray, context.ref_gray, self.preset, patch)[None].to(self.device)
-                         for patch in patches or (self.patch,)]
-        flows += [dis_flow(up_gray, context.ref_gray, self.preset, self.patch, init=start)[None].to(self.device)
-                  for start in starts or ()]
-        flows += [dis_flow(up_gray, context.ref_gray, preset)[None].to(self.device) for preset in presets]
+            flows[:0] = [dis(up_gray, context.ref_gray, self.preset, patch, variational=variational)[None]
+                         .to(self.device) for patch in patches or (self.patch,)]
+        flows += [dis_flow(up_gray, context.ref_gray, self.preset, self.patch, init=start,
+                           variational=variational)[None].to(self.device) for start in starts or ()]
+        flows += [dis_flow(up_gray, context.ref_gray, preset, variational=variational)[None].to(self.device)
+                  for preset in presets]
         if flow_error is not None:
             flows[0] = flows[0] + flow_error[None].to(flows[0])
         flow = flows[0] if len(flows) == 1 else select_flow(ref[None], lr, self.scale, flows, psf=self.psf,
@@ -357,7 +372,8 @@ class FlowWarp(Method):
         weight = F.interpolate(weight, size=up.shape[-2:], mode="bilinear", align_corners=False)
         weight = weight * (~out_of_bounds(flow, ref.shape[-2:])).float()[:, None]  # (1, 1, H, W)
         if self.consistency is not None:  # occlusion: the backward flow must return to the start
-            flow_back = dis_flow(context.ref_gray, up_gray, self.preset, self.patch)[None].to(self.device)
+            flow_back = dis_flow(context.ref_gray, up_gray, self.preset, self.patch,
+                                 variational=variational)[None].to(self.device)
             round_trip = flow + warp(flow_back, flow)  # (1, 2, H, W), zero where consistent
             consistent = (round_trip.norm(dim=1, keepdim=True) < self.consistency).float()
             weight = weight * F.avg_pool2d(consistent, 5, stride=1, padding=2)  # soften the occlusion edge

@@ -31,6 +31,7 @@ from lfrefsr.methods.base import Method, Side, ViewHint, register
 from lfrefsr.methods.flowwarp import (
     FlowContext,
     FlowWarp,
+    Variational,
     back_project,
     back_project_steps,
     dis_flow,
@@ -90,6 +91,23 @@ SELECT_TEMPERATURE = 0.0003
 # 3.13 s per alley_1 frame. A third pass: 30.950, 29.570.
 REALIGN_DIS = (("medium", None), ("default", 8))
 
+# Where the flows estimate one motion (no light-field disparity: video, --per-view), refsr's DIS from the LR view is
+# smoother than OpenCV's presets (alpha 20, 5 steps): a heavier smoothness weight in its variational refinement, with
+# more steps. The re-alignment pass (HR against HR), the soft selection and the refinement restore the motion's
+# detail; the first flows must get its bulk right, which noise, the codec and aliasing pull apart (noise=3,jpeg=85
+# alley_1: refsr given the clean frame's first-pass flow, all else from the noisy one, 30.955 -> 31.458). refsr, RGB
+# PSNR, every frame, presets' -> alpha 40 / 60 / 100 with 20 steps, and 60 with 50 steps: clean alley_1 33.163 ->
+# 33.233 / 33.241 / 33.227 / 33.255, final 38.555 -> 38.688 / 38.718 / 38.765 / 38.722, seq-0016-0025 31.731 ->
+# 31.898 / 31.912 / 31.915 / 31.929; noise=3,jpeg=85 alley_1 30.955 -> 31.119 / 31.169 / 31.148 / 31.184, final
+# 35.333 -> 35.500 / 35.457 / 35.407 / 35.451, seq 29.577 -> 29.714 / 29.704 / 29.633 / 29.666 (the mean over these
+# six and clean hci-backgammon, where it then also ran: 32.599 -> 32.722 / 32.731 / 32.718 / 32.728). At 60 / 20:
+# noise=3 alley_1 32.038 -> 32.134, seq 30.551 -> 30.668; h264=28 25.305 -> 25.785, 24.472 -> 24.767;
+# psf=gauss:0.6 32.23 -> 32.42, 30.75 -> 30.92. A light field's DIS competes with its disparity's flows, one chosen
+# per pixel and never re-aligned, and keeps the presets': smoother, hci-backgammon 28.877 -> 28.914 but two synthetic
+# 8x8 light fields (make_lightfield seeds 0, 1) 30.613 -> 30.516 and 37.121 -> 36.932. flowwarp, whose one flow is
+# its result, keeps them too: smoother, noisy Sintel lost 0.5 dB (alley_1 30.09 -> 29.55).
+DIS_VARIATIONAL = Variational(alpha=60.0, iterations=20)
+
 
 # Refinement through the LR camera (``refine_flow``, ``refine``): the final pass's chosen flow, fitted to the LR view
 # through the camera model (its PSF, noise and, where the capture showed one, JPEG). The LR frame holds sub-pixel
@@ -107,8 +125,9 @@ REFINE_STEPS = 40
 
 
 def one_motion(context: FlowContext) -> bool:
-    """Whether a view's candidate flows all estimate one motion, to be weighed softly (``SELECT_TEMPERATURE``) and
-    re-aligned (``realign``): no light-field disparity hypotheses (distinct layers), whatever the camera."""
+    """Whether a view's candidate flows all estimate one motion, to be weighed softly (``SELECT_TEMPERATURE``),
+    re-aligned (``realign``) and found by a smoother DIS (``DIS_VARIATIONAL``): no light-field disparity hypotheses
+    (distinct layers), whatever the camera."""
     return context.disparity is None
 
 
@@ -168,12 +187,14 @@ def align_reference(flowwarp: FlowWarp, lr: torch.Tensor, context: FlowContext, 
     (``SELECT_TEMPERATURE``). A noisy camera: its one DIS flow, run both ways (``symmetric_dis_flow``).
     ``realigned``: a re-alignment pass's flows (each (2, H, W)), the earlier pass's chosen flow and
     ``realigned_flows``; they compete with the camera's one DIS flow instead. ``refine``, ``jpeg``: the chosen
-    flow refined through the LR camera (``refine_flow``). Inference and SS-Net's training pairs
+    flow refined through the LR camera (``refine_flow``). Without a disparity, DIS is refined as
+    ``DIS_VARIATIONAL`` says. Inference and SS-Net's training pairs
     (``alignment: refsr``) share it. Returns ``align``'s dict, each (1, C, H, W)."""
+    variational = DIS_VARIATIONAL if one_motion(context) else None
     if realigned:
         return flowwarp.align(lr, context, flow_error, candidates=list(realigned), blend=blend,
                               temperature=SELECT_TEMPERATURE if one_motion(context) else None,
-                              refine=refine, jpeg=jpeg)
+                              refine=refine, jpeg=jpeg, variational=variational)
     candidates = []
     if context.disparity is not None and hint is not None and hint.grid_offset:
         candidates = [view_flow(d, hint.grid_offset) for d in context.disparity]  # each (2, H, W)
@@ -186,7 +207,8 @@ def align_reference(flowwarp: FlowWarp, lr: torch.Tensor, context: FlowContext, 
         presets = ("medium",) if medium else ()
     return flowwarp.align(lr, context, flow_error, candidates=candidates, patches=DIS_PATCHES if several else None,
                           starts=starts, presets=presets, blend=blend, symmetric=noisy(flowwarp.noise),
-                          temperature=SELECT_TEMPERATURE if several else None, refine=refine, jpeg=jpeg)
+                          temperature=SELECT_TEMPERATURE if several else None, refine=refine, jpeg=jpeg,
+                          variational=variational)
 
 
 @dataclass(frozen=True)
