@@ -346,7 +346,8 @@ def _moving_pair():
 def test_realignment_finds_motion_the_lr_view_hides():
     """The first result aligned to its reference, HR against HR (``realigned_flows``), is nearer the true motion
     than the flow the LR view gave, and the second pass scores higher (a synthetic frame, up to 8 px of motion:
-    flow error 1.70 -> 1.43 px, 26.67 -> 27.84 dB); ``realign=0`` is one pass."""
+    flow error 1.42 -> 1.28 px, 28.62 -> 29.07 dB; before the smoother DIS of ``DIS_VARIATIONAL``, whose first pass
+    is nearer the motion, 1.70 -> 1.43 px and 26.67 -> 27.84 dB); ``realign=0`` is one pass."""
     from lfrefsr.methods.refsr import realigned_flows
 
     hr, error = _moving_pair()  # (2, 3, H, W)
@@ -356,9 +357,9 @@ def test_realignment_finds_motion_the_lr_view_hides():
     first = one_pass._align(lr, context, None)["flow"][0]  # (2, H, W)
     result = one_pass.super_resolve(lr, context)
     again = realigned_flows(result, context)
-    assert min(error(flow) for flow in again) < 0.9 * error(first), ([error(f) for f in again], error(first))
+    assert min(error(flow) for flow in again) < 0.95 * error(first), ([error(f) for f in again], error(first))
     scores = [metrics.psnr(method.super_resolve(lr, context), hr[1]) for method in (one_pass, two_passes)]
-    assert scores[1] > scores[0] + 0.5, scores
+    assert scores[1] > scores[0] + 0.3, scores
 
 
 def test_realignment_rule_and_bad_value():
