@@ -190,11 +190,12 @@ def align_reference(flowwarp: FlowWarp, lr: torch.Tensor, context: FlowContext, 
     flow refined through the LR camera (``refine_flow``). Without a disparity, DIS is refined as
     ``DIS_VARIATIONAL`` says. Inference and SS-Net's training pairs
     (``alignment: refsr``) share it. Returns ``align``'s dict, each (1, C, H, W)."""
-    variational = DIS_VARIATIONAL if one_motion(context) else None
+    motion = one_motion(context)
+    variational = DIS_VARIATIONAL if motion else None
     if realigned:
         return flowwarp.align(lr, context, flow_error, candidates=list(realigned), blend=blend,
-                              temperature=SELECT_TEMPERATURE if one_motion(context) else None,
-                              refine=refine, jpeg=jpeg, variational=variational)
+                              temperature=SELECT_TEMPERATURE if motion else None, refine=refine, jpeg=jpeg,
+                              variational=variational)
     candidates = []
     if context.disparity is not None and hint is not None and hint.grid_offset:
         candidates = [view_flow(d, hint.grid_offset) for d in context.disparity]  # each (2, H, W)
