@@ -132,3 +132,48 @@ def test_dask_gpu_worker_runs_cuda_tasks(tmp_path):
                           "-q"])
     assert result.exit_code == 0, result.output
     assert "3 views done" in result.output
+
+
+def _train(tmp_path, network: str, device: str, **options):
+    """``lfrefsr train NETWORK`` on a tiny config (tests/test_training.py's) on ``device``, run folder ``tmp_path /
+    NETWORK``."""
+    from conftest import run_cli
+    from test_training import TINY_CCNET, _config, _tiny_networks, _train_tiny_sisr
+
+    from lfrefsr.training.common import load_config
+
+    extra = [*(["--max-steps", str(options["max_steps"])] if "max_steps" in options else []),
+             *(["--resume"] if options.get("resume") else []), "--device", device]
+    if network == "sisr":
+        return _train_tiny_sisr(tmp_path, "sisr", args=extra, steps=3, log_every=1)
+    if network == "ccnet":
+        config = _config(tmp_path, {**TINY_CCNET, "train": {**TINY_CCNET["train"], "steps": 3}})
+    else:
+        ccnet_weights, sisr_weights = _tiny_networks(tmp_path)
+        ssnet = load_config("pipelines/ssnet_cpu.yaml")
+        ssnet.update(ccnet_weights=str(ccnet_weights), sisr_weights=str(sisr_weights))
+        ssnet.pop("init", None)  # shipped weights do not fit the tiny network
+        ssnet["model"].update(lr_channels=16, features=8)
+        ssnet["pairs"].update(size=64, photos=["skimage"])
+        ssnet["train"].update(steps=3, batch=2, patch=4, pool=2, refresh_every=2, threads=1, log_every=1)
+        config = _config(tmp_path, ssnet, "ssnet.yaml")
+    return run_cli(["train", network, "--config", str(config), "--out", str(tmp_path / network), "-q", *extra])
+
+
+@pytest.mark.parametrize("network", ["ccnet", "sisr", "ssnet"])
+def test_training_on_cuda_checkpoints_resumes_on_the_cpu_and_exports(tmp_path, network):
+    """``lfrefsr train --device cuda``: the network trains on the GPU (finite losses), its checkpoint resumes on the
+    CPU, and the exported weights load where there is no GPU."""
+    import csv
+
+    from lfrefsr.weights import load_ccnet, load_network
+
+    first = _train(tmp_path, network, "cuda", max_steps=2)
+    assert first.exit_code == 0, first.output
+    second = _train(tmp_path, network, "cpu", resume=True)
+    assert second.exit_code == 0, second.output
+    rows = list(csv.DictReader((tmp_path / network / "log.csv").open()))
+    assert [row["step"] for row in rows] == ["1", "2", "3"] and all(np.isfinite(float(r["loss"])) for r in rows)
+    weights = tmp_path / network / "weights.pt"
+    model = load_ccnet(weights)[0] if network == "ccnet" else load_network(network, weights)[0]
+    assert all(p.device.type == "cpu" for p in model.parameters())

@@ -41,6 +41,14 @@ def test_train_resumes_and_exports(tmp_path):
     assert reference_input == "blurred" and model.out_channels == 16
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA GPU (tests/test_gpu.py trains on it)")
+def test_training_on_a_gpu_the_machine_lacks_is_one_line_and_no_run(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli(["train", "ccnet", "--config", str(_config(tmp_path)), "--out", str(out), "--device", "cuda"])
+    assert result.exit_code == 2 and "--device cuda" in result.output, result.output
+    assert not out.exists()
+
+
 def test_a_recipe_trains_the_same_weights_every_time_and_through_a_resume(tmp_path):
     """train.seed fixes the initial weights as well as the data stream, so two runs of one config agree bitwise (the
     process's own torch RNG state does not leak in), and a run stopped and resumed ends where an unbroken one does."""
@@ -115,9 +123,10 @@ def _tiny_networks(tmp_path):
     return tmp_path / "ccnet.pt", tmp_path / "sisr.pt"
 
 
-def _train_tiny_sisr(tmp_path, name: str, **train):
+def _train_tiny_sisr(tmp_path, name: str, args=(), **train):
     """``lfrefsr train sisr`` on the CPU recipe shrunk to one 16-feature block and 2-image batches of 8-px LR crops
-    from scikit-image's photographs, ``train`` overriding its train section; run folder ``tmp_path / name``."""
+    from scikit-image's photographs, ``train`` overriding its train section, ``args`` added to the command; run folder
+    ``tmp_path / name``."""
     from lfrefsr.training.common import load_config
 
     sisr = load_config("pipelines/sisr_cpu.yaml")
@@ -125,7 +134,7 @@ def _train_tiny_sisr(tmp_path, name: str, **train):
     sisr["photos"] = ["skimage"]
     sisr["train"].update(batch=2, patch=8, threads=1, **train)
     return run_cli(["train", "sisr", "--config", str(_config(tmp_path, sisr, f"{name}.yaml")), "--out",
-                    str(tmp_path / name), "-q"])
+                    str(tmp_path / name), "-q", *args])
 
 
 def test_sisr_training_runs_and_exports(tmp_path):

@@ -364,17 +364,18 @@ def eval_match(pair_dirs, json_path, scale, search_range, methods, aggregate, we
               help="Run folder [default: runs/<config name>].")
 @click.option("--resume", is_flag=True, help="Continue from the run folder's last checkpoint.")
 @click.option("--max-steps", type=click.IntRange(min=1), default=None, help="Stop after this many more steps.")
+@device_option
 @verbosity
 @handle_errors
-def train(network, config_path, out, resume, max_steps):
-    """Train NETWORK from a config; checkpoints every few minutes, --resume continues."""
+def train(network, config_path, out, resume, max_steps, device):
+    """Train NETWORK from a config; checkpoints every few minutes, --resume continues (on any device)."""
     from lfrefsr.training.common import load_config
 
     config = load_config(config_path)
     out = out or Path("runs") / config_path.stem
     from lfrefsr.training import trainer
 
-    trainer(network)(config, out, resume=resume, progress=progress(), max_steps=max_steps)
+    trainer(network)(config, out, resume=resume, progress=progress(), max_steps=max_steps, device=device)
     click.echo(f"run folder: {out}")
 
 

@@ -2,7 +2,7 @@
 
 from lfrefsr.registry import Registry
 
-TRAINERS = Registry("network")  # network -> its training function (config, out, *, resume, progress, max_steps)
+TRAINERS = Registry("network")  # network -> its training function (config, out, *, resume, progress, max_steps, device)
 TRAINERS.add("ccnet", "lfrefsr.training.ccnet:train_ccnet")
 TRAINERS.add("sisr", "lfrefsr.training.sisr:train_sisr")
 TRAINERS.add("ssnet", "lfrefsr.training.ssnet:train_ssnet")

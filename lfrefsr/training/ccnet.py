@@ -53,21 +53,23 @@ def _centre_samples(pair: Pair, scale: int, window: int):
 
 def dense_loss(model, pairs: list[Pair], *, scale: int, window: int, noise: float, reference_input: str,
                rng: np.random.Generator, precision: str = "fp32") -> tuple[torch.Tensor, dict]:
-    """Mean cross-entropy over every valid centre of every pair, and accuracy at 0/1 px."""
+    """Mean cross-entropy over every valid centre of every pair, and accuracy at 0/1 px. The pairs are drawn on the
+    CPU; the features and scores are computed on the model's device."""
+    device = next(model.parameters()).device
     losses, hits0, hits1, count = [], 0, 0, 0
     for pair in pairs:
         size = pair.target.shape[-1]
-        m, n, true_x, true_y = _centre_samples(pair, scale, window)
+        m, n, true_x, true_y = (index.to(device) for index in _centre_samples(pair, scale, window))
         if len(m) == 0:
             continue
         lr = degrade(pair.target, scale, noise, rng)
         ref = (pair.ref[None] * 255).round() / 255
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            target_features = model.features_on_grid(lr_input(lr, scale), scale, "lr")[0]  # (C, S/s, S/s)
-            ref_features = model(ref_input(ref, scale, reference_input), "ref")[0]  # (C, S, S)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+            target_features = model.features_on_grid(lr_input(lr, scale).to(device), scale, "lr")[0]  # (C, S/s, S/s)
+            ref_features = model(ref_input(ref, scale, reference_input).to(device), "ref")[0]  # (C, S, S)
         feats = target_features[:, m, n].float().T  # (N, C)
         scores = feats @ ref_features.float().reshape(ref_features.shape[0], -1)  # (N, S*S)
-        ys = torch.arange(size)
+        ys = torch.arange(size, device=device)
         row_ok = (ys[None] - true_y[:, None]).abs() <= window  # (N, S)
         col_ok = (ys[None] - true_x[:, None]).abs() <= window  # (N, S)
         allowed = (row_ok[:, :, None] & col_ok[:, None, :]).reshape(len(m), -1)  # (N, S*S)
@@ -103,14 +105,15 @@ def patch_loss(model, pairs: list[Pair], *, scale: int, batch: int, noise: float
             ref_patches.append(ref_in[:, ry - half_r : ry + half_r + 1, rx - half_r : rx + half_r + 1])
     if not lr_patches:
         return torch.zeros((), requires_grad=True), {"n": 0, "acc0": 0.0, "acc1": 0.0}
+    device = next(model.parameters()).device
     chosen = rng.permutation(len(lr_patches))[:batch]
-    lr_batch = torch.stack([lr_patches[i] for i in chosen])  # (B, 3, 65, 65)
-    ref_batch = torch.stack([ref_patches[i] for i in chosen])  # (B, 3, 193, 193)
-    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+    lr_batch = torch.stack([lr_patches[i] for i in chosen]).to(device)  # (B, 3, 65, 65)
+    ref_batch = torch.stack([ref_patches[i] for i in chosen]).to(device)  # (B, 3, 193, 193)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
         f = model(lr_batch, "lr")[:, :, half_t, half_t]  # (B, C): the centre's feature
         g = model(ref_batch, "ref")[:, :, 32:161, 32:161]  # (B, C, 129, 129)
     scores = torch.einsum("bc,bchw->bhw", f.float(), g.float()).flatten(1)  # (B, 129*129)
-    target_index = torch.full((len(chosen),), 64 * 129 + 64)
+    target_index = torch.full((len(chosen),), 64 * 129 + 64, device=device)
     loss = F.cross_entropy(scores, target_index)
     with torch.no_grad():
         best = scores.argmax(-1)
@@ -120,8 +123,9 @@ def patch_loss(model, pairs: list[Pair], *, scale: int, batch: int, noise: float
 
 
 def train_ccnet(config: dict, out: str | Path, *, resume: bool = False, progress: bool = True,
-                max_steps: int | None = None) -> Path:
-    """Train from ``config`` into ``out`` (``last.pt`` checkpoints, ``log.csv``, ``weights.pt`` at the end)."""
+                max_steps: int | None = None, device: str = "cpu") -> Path:
+    """Train from ``config`` into ``out`` (``last.pt`` checkpoints, ``log.csv``, ``weights.pt`` at the end), the
+    network on ``device``."""
     train_cfg = config["train"]
     pair_cfg = PairConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["pairs"].items()})
     model = initial_model(config)
@@ -129,7 +133,7 @@ def train_ccnet(config: dict, out: str | Path, *, resume: bool = False, progress
     mode = train_cfg.get("mode", "dense")
     common = {"scale": pair_cfg.scale, "noise": float(train_cfg.get("noise", 0.0)),
               "reference_input": config.get("reference_input", "hr"),
-              "precision": effective_precision(train_cfg.get("precision", "fp32"))}
+              "precision": effective_precision(train_cfg.get("precision", "fp32"), device)}
 
     def step(rng: np.random.Generator):
         pairs = [sample_pair(rng, photos, pair_cfg) for _ in range(int(train_cfg.get("pairs_per_step", 1)))]
@@ -138,7 +142,7 @@ def train_ccnet(config: dict, out: str | Path, *, resume: bool = False, progress
         return patch_loss(model, pairs, batch=int(train_cfg["batch"]), rng=rng, **common)
 
     return train_loop(config, out, model, step, name="ccnet", resume=resume, progress=progress, max_steps=max_steps,
-                      export=lambda path, **meta: export_weights(model, config, path, **meta))
+                      export=lambda path, **meta: export_weights(model, config, path, **meta), device=device)
 
 
 def weights_record(config: dict) -> dict:

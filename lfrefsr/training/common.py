@@ -173,12 +173,16 @@ class _StepLog:
 
 
 def train_loop(config: dict, out, model: torch.nn.Module, step_fn, *, name: str, resume: bool = False,
-               progress: bool = True, max_steps: int | None = None, export=None, parameters=None) -> Path:
+               progress: bool = True, max_steps: int | None = None, export=None, parameters=None,
+               device: str = "cpu") -> Path:
     """The loop every network shares: Adam with exponential decay from ``lr`` to ``lr_final``, a checkpoint every
     ``checkpoint_minutes`` (model, optimiser, schedule, step, RNG states), ``--resume``, a CSV log, and
     ``export(path, steps=, seconds=)`` once the configured steps are done.
 
-    ``step_fn(rng) -> (loss, stats)`` draws its own data; stats hold ``acc0``/``acc1``/``n`` or any numbers.
+    ``step_fn(rng) -> (loss, stats)`` draws its own data, on the CPU from the numpy generator (so a run's data does
+    not depend on its ``device``), and moves its batch to the model's device; stats hold ``acc0``/``acc1``/``n`` or
+    any numbers. The model is moved to ``device`` before its optimiser is made; checkpoints load onto the CPU and
+    follow the model, so a run may resume on another device.
     """
     from tqdm.auto import tqdm
 
@@ -187,6 +191,7 @@ def train_loop(config: dict, out, model: torch.nn.Module, step_fn, *, name: str,
     train_cfg = config["train"]
     torch.set_num_threads(int(train_cfg.get("threads", torch.get_num_threads())))
     rng = seed_everything(int(train_cfg.get("seed", 0)))
+    model.to(device)
     optimizer, scheduler = _optimiser(model, parameters, train_cfg)
     steps, step, elapsed = int(train_cfg["steps"]), 0, 0.0
     checkpoint = out / "last.pt"

@@ -72,7 +72,7 @@ def weights_record(config: dict) -> dict:
 
 
 def train_sisr(config: dict, out: str | Path, *, resume: bool = False, progress: bool = True,
-               max_steps: int | None = None) -> Path:
+               max_steps: int | None = None, device: str = "cpu") -> Path:
     train_cfg = config["train"]
     loss_name = train_cfg.get("loss", "l1")
     if loss_name not in LOSSES:
@@ -81,7 +81,7 @@ def train_sisr(config: dict, out: str | Path, *, resume: bool = False, progress:
     scale = int(config["model"]["scale"])
     photos = load_training_photos([p for p in config["photos"] if p == "skimage" or Path(p).is_dir()])
     patch, batch = int(train_cfg["patch"]), int(train_cfg["batch"])
-    precision = effective_precision(train_cfg.get("precision", "fp32"))  # bf16 only where native
+    precision = effective_precision(train_cfg.get("precision", "fp32"), device)  # bf16 only where native
     rescale = tuple(train_cfg["rescale"]) if train_cfg.get("rescale") else None
     leaves, leaf_crops = leaf_pool(train_cfg.get("dead_leaves"), photos, patch * scale, batch, int(train_cfg["seed"]))
 
@@ -89,8 +89,9 @@ def train_sisr(config: dict, out: str | Path, *, resume: bool = False, progress:
         hr = random_crops(rng, photos, batch - leaf_crops, patch * scale, rescale)  # (B - L, 3, P*s, P*s)
         if leaf_crops:
             hr = torch.cat([hr, random_crops(rng, leaves, leaf_crops, patch * scale)])  # (B, 3, P*s, P*s)
+        hr = hr.to(device)
         lr = (protocol.downsample(hr, scale) * 255).round() / 255  # 8-bit LR as stored
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             sr = model(lr)
         loss = LOSSES[loss_name](sr.float(), hr)
         with torch.no_grad():
@@ -102,4 +103,4 @@ def train_sisr(config: dict, out: str | Path, *, resume: bool = False, progress:
                         meta={k: float(v) for k, v in meta.items()})
 
     return train_loop(config, out, model, step, name="sisr", resume=resume, progress=progress,
-                      max_steps=max_steps, export=export)
+                      max_steps=max_steps, export=export, device=device)

@@ -164,13 +164,15 @@ def weights_record(config: dict) -> dict:
 
 
 def train_ssnet(config: dict, out: str | Path, *, resume: bool = False, progress: bool = True,
-                max_steps: int | None = None) -> Path:
+                max_steps: int | None = None, device: str = "cpu") -> Path:
+    """Train from ``config`` into ``out``; the pool of prepared pairs (OpenCV's DIS, the frozen networks) is built on
+    the CPU, and each step's batch runs on ``device``."""
     train_cfg = config["train"]
     model = initial_model(config)
     photos = load_training_photos([p for p in config["pairs"]["photos"] if p == "skimage" or Path(p).is_dir()])
     pool: PairPool | None = None
     patch, batch = int(train_cfg.get("patch", 8)), int(train_cfg["batch"])
-    precision = effective_precision(train_cfg.get("precision", "fp32"))  # bf16 only where native
+    precision = effective_precision(train_cfg.get("precision", "fp32"), device)  # bf16 only where native
     refresh_every = int(train_cfg.get("refresh_every", 4))
     counter = {"step": 0}
 
@@ -181,8 +183,8 @@ def train_ssnet(config: dict, out: str | Path, *, resume: bool = False, progress
         counter["step"] += 1
         if counter["step"] % refresh_every == 0:
             pool.refresh(rng)
-        lr_features, refs, bases, hrs = pool.batch(rng, batch, patch)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        lr_features, refs, bases, hrs = (part.to(device) for part in pool.batch(rng, batch, patch))
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             sr, _ = model(lr_features, refs, bases if model.residual else None)
         loss = F.l1_loss(sr.float(), hrs)
         with torch.no_grad():
@@ -195,4 +197,4 @@ def train_ssnet(config: dict, out: str | Path, *, resume: bool = False, progress
                         meta={k: float(v) for k, v in meta.items()})
 
     return train_loop(config, out, model, step, name="ssnet", resume=resume, progress=progress,
-                      max_steps=max_steps, export=export)
+                      max_steps=max_steps, export=export, device=device)
