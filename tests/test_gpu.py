@@ -135,12 +135,10 @@ def test_dask_gpu_worker_runs_cuda_tasks(tmp_path):
 
 
 def _train(tmp_path, network: str, device: str, **options):
-    """``lfrefsr train NETWORK`` on a tiny config (tests/test_training.py's) on ``device``, run folder ``tmp_path /
-    NETWORK``."""
+    """``lfrefsr train NETWORK`` on a tiny config (tests/test_training.py's) on ``device``, 3 steps, a log row each,
+    run folder ``tmp_path / NETWORK``."""
     from conftest import run_cli
-    from test_training import TINY_CCNET, _config, _tiny_networks, _train_tiny_sisr
-
-    from lfrefsr.training.common import load_config
+    from test_training import TINY_CCNET, _config, _tiny_ssnet_config, _train_tiny_sisr
 
     extra = [*(["--max-steps", str(options["max_steps"])] if "max_steps" in options else []),
              *(["--resume"] if options.get("resume") else []), "--device", device]
@@ -149,14 +147,7 @@ def _train(tmp_path, network: str, device: str, **options):
     if network == "ccnet":
         config = _config(tmp_path, {**TINY_CCNET, "train": {**TINY_CCNET["train"], "steps": 3}})
     else:
-        ccnet_weights, sisr_weights = _tiny_networks(tmp_path)
-        ssnet = load_config("pipelines/ssnet_cpu.yaml")
-        ssnet.update(ccnet_weights=str(ccnet_weights), sisr_weights=str(sisr_weights))
-        ssnet.pop("init", None)  # shipped weights do not fit the tiny network
-        ssnet["model"].update(lr_channels=16, features=8)
-        ssnet["pairs"].update(size=64, photos=["skimage"])
-        ssnet["train"].update(steps=3, batch=2, patch=4, pool=2, refresh_every=2, threads=1, log_every=1)
-        config = _config(tmp_path, ssnet, "ssnet.yaml")
+        config = _tiny_ssnet_config(tmp_path, log_every=1)
     return run_cli(["train", network, "--config", str(config), "--out", str(tmp_path / network), "-q", *extra])
 
 

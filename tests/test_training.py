@@ -196,13 +196,10 @@ def test_sisr_dead_leaves_share_each_batch_and_are_the_same_pool_on_resume():
     assert leaf_pool(None, photos, 48, 16, seed=3) == ([], 0)
 
 
-@pytest.mark.parametrize("config,alignment,channels", [("ssnet_cpu.yaml", "flow", 7),
-                                                       ("experiments/ssnet_cpu_refsr_align.yaml", "refsr", 7),
-                                                       ("experiments/ssnet_noisy_cpu.yaml", "refsr", 7),
-                                                       ("ssnet_paper_cpu.yaml", "ccnet", 3)])
-def test_ssnet_training_runs_and_exports(tmp_path, config, alignment, channels):
+def _tiny_ssnet_config(tmp_path, config: str = "ssnet_cpu.yaml", **train):
+    """``pipelines/<config>`` shrunk to an 8-feature SS-Net on tiny frozen networks (``_tiny_networks``), 64-px pairs
+    from scikit-image's photographs and 3 steps, ``train`` overriding its train section -> the config file's path."""
     from lfrefsr.training.common import load_config
-    from lfrefsr.weights import load_network
 
     ccnet_weights, sisr_weights = _tiny_networks(tmp_path)
     ssnet = load_config(f"pipelines/{config}")
@@ -210,8 +207,18 @@ def test_ssnet_training_runs_and_exports(tmp_path, config, alignment, channels):
     ssnet.pop("init", None)  # the shipped weights a fine-tuning starts from do not fit the tiny network
     ssnet["model"].update(lr_channels=16, features=8)
     ssnet["pairs"].update(size=64, photos=["skimage"])
-    ssnet["train"].update(steps=3, batch=2, patch=4, pool=2, refresh_every=2, search_range=16, threads=1)
-    result = run_cli(["train", "ssnet", "--config", str(_config(tmp_path, ssnet, "ssnet.yaml")), "--out",
+    ssnet["train"].update(steps=3, batch=2, patch=4, pool=2, refresh_every=2, search_range=16, threads=1, **train)
+    return _config(tmp_path, ssnet, "ssnet.yaml")
+
+
+@pytest.mark.parametrize("config,alignment,channels", [("ssnet_cpu.yaml", "flow", 7),
+                                                       ("experiments/ssnet_cpu_refsr_align.yaml", "refsr", 7),
+                                                       ("experiments/ssnet_noisy_cpu.yaml", "refsr", 7),
+                                                       ("ssnet_paper_cpu.yaml", "ccnet", 3)])
+def test_ssnet_training_runs_and_exports(tmp_path, config, alignment, channels):
+    from lfrefsr.weights import load_network
+
+    result = run_cli(["train", "ssnet", "--config", str(_tiny_ssnet_config(tmp_path, config)), "--out",
                       str(tmp_path / "ssnet_run"), "-q"])
     assert result.exit_code == 0, result.output
     net, state = load_network("ssnet", tmp_path / "ssnet_run" / "weights.pt")
