@@ -156,10 +156,6 @@ def run_bench(*, size: int = 512, device: str = "cpu", precision: str = "fp32", 
     return results
 
 
-def _autocast(device: str, precision: str):
-    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
 def _stages(size: int, device: str, precision: str, grid: int, scale: int = 8):
     """The stages in the report's order as (name, fn), sharing one state: refsr's four on a pair of video frames
     (together a video frame's time), the light field's two (its disparity once, then per view), the paper's six.
@@ -200,12 +196,12 @@ def _refsr_stages(nets, state, ref, lr, device, precision, scale):
         state["aligned"] = refsr._align(lr[0], state["refsr_context"], None, final=False)
 
     def sisr_features():
-        with _autocast(device, precision):
+        with capability.autocast(device, precision):
             state["lr_features"] = nets["sisr"].features(lr)[0]
 
     def ssnet_image():
         aligned = state["aligned"]
-        with _autocast(device, precision):
+        with capability.autocast(device, precision):
             state["sr"] = synthesize_image(nets["ssnet"], state["lr_features"], flow_guide(aligned),
                                            aligned["result"][0], scale=scale)[0]
 
@@ -217,7 +213,7 @@ def _refsr_stages(nets, state, ref, lr, device, precision, scale):
         flows = [state["aligned"]["flow"][0], *realigned_flows(state["result"], context)]
         aligned = refsr._align(lr[0], context, None, realigned=flows, final=False)
         state["final_flow"] = aligned["flow"]
-        with _autocast(device, precision):
+        with capability.autocast(device, precision):
             sr = synthesize_image(nets["ssnet"], state["lr_features"], flow_guide(aligned), aligned["result"][0],
                                   scale=scale)[0]
         back_project(sr[None], lr, scale, refsr.back_project_steps)
@@ -285,11 +281,11 @@ def _paper_stages(nets, state, ref, lr, device, precision, scale):
               aggregate=matcher.aggregate)
 
     def sisr_output():
-        with _autocast(device, precision):
+        with capability.autocast(device, precision):
             state["base"] = nets["sisr"](lr)[0].float()
 
     def ssnet_patches():
-        with _autocast(device, precision):
+        with capability.autocast(device, precision):
             synthesize(nets["ssnet_paper"], state["lr_features"], ref[0], state["matches"].flow, state["base"],
                        scale=scale, stride=8, ref_patches="shift")
 

@@ -156,3 +156,10 @@ def effective_precision(requested: str | Precision, device: str | torch.device =
         _WARNED.add(key)
         log.warning("lfrefsr: warning: --precision bf16 runs float32 here: %s", reason)
     return Precision.FP32.value
+
+
+def autocast(device: str | torch.device, precision: str | Precision) -> torch.autocast:
+    """bfloat16 autocast on ``device``'s kind where ``precision`` (an ``effective_precision``) is bf16, else a
+    disabled one: what every learned network, in training and inference, runs under."""
+    return torch.autocast(torch.device(device).type, dtype=torch.bfloat16,
+                          enabled=Precision(precision) is Precision.BF16)

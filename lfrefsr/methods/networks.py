@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lfrefsr.capability import effective_precision
+from lfrefsr.capability import autocast, effective_precision
 from lfrefsr.errors import LfrefsrError
 from lfrefsr.methods.options import LearnedOptions, option
 
@@ -50,7 +50,7 @@ class SynthesisNetworks:
         return {"sisr": str(options.sisr_weights or "sisr"), "ssnet": str(options.ssnet_weights or shipped)}
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        return autocast(self.device, self.precision)
 
     def lr_features(self, lr: torch.Tensor) -> torch.Tensor:
         """SISR's features of LR views (N, 3, h, w) -> (N, Cl, h, w), under ``autocast``."""

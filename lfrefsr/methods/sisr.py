@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from lfrefsr.capability import effective_precision
+from lfrefsr.capability import autocast, effective_precision
 from lfrefsr.methods.base import Method, ViewHint, register
 from lfrefsr.methods.flowwarp import back_project, back_project_steps
 from lfrefsr.methods.options import CameraOptions, LearnedOptions, option
@@ -132,7 +132,7 @@ class SISR(Method):
     @torch.inference_mode()
     def super_resolve(self, lr: torch.Tensor, context=None, hint: ViewHint | None = None) -> torch.Tensor:
         lr = lr.to(self.device)[None]  # (1, 3, h, w)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+        with autocast(self.device, self.precision):
             sr = self_ensemble(self._network, lr) if self.options.ensemble else self._network(lr)
         size = (lr.shape[-2] * self.scale, lr.shape[-1] * self.scale)
         sr = resize_to(sr.float(), size)

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from lfrefsr import protocol
-from lfrefsr.capability import effective_precision
+from lfrefsr.capability import autocast, effective_precision
 from lfrefsr.correspondence.inputs import lr_input, ref_input
 from lfrefsr.training.common import initial_model, save_checkpoint, train_loop
 from lfrefsr.training.pairs import Pair, PairConfig, load_training_photos, sample_pair
@@ -64,7 +64,7 @@ def dense_loss(model, pairs: list[Pair], *, scale: int, window: int, noise: floa
             continue
         lr = degrade(pair.target, scale, noise, rng)
         ref = (pair.ref[None] * 255).round() / 255
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast(device, precision):
             target_features = model.features_on_grid(lr_input(lr, scale).to(device), scale, "lr")[0]  # (C, S/s, S/s)
             ref_features = model(ref_input(ref, scale, reference_input).to(device), "ref")[0]  # (C, S, S)
         feats = target_features[:, m, n].float().T  # (N, C)
@@ -109,7 +109,7 @@ def patch_loss(model, pairs: list[Pair], *, scale: int, batch: int, noise: float
     chosen = rng.permutation(len(lr_patches))[:batch]
     lr_batch = torch.stack([lr_patches[i] for i in chosen]).to(device)  # (B, 3, 65, 65)
     ref_batch = torch.stack([ref_patches[i] for i in chosen]).to(device)  # (B, 3, 193, 193)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+    with autocast(device, precision):
         f = model(lr_batch, "lr")[:, :, half_t, half_t]  # (B, C): the centre's feature
         g = model(ref_batch, "ref")[:, :, 32:161, 32:161]  # (B, C, 129, 129)
     scores = torch.einsum("bc,bchw->bhw", f.float(), g.float()).flatten(1)  # (B, 129*129)

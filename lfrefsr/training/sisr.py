@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from lfrefsr import protocol
-from lfrefsr.capability import effective_precision
+from lfrefsr.capability import autocast, effective_precision
 from lfrefsr.data.deadleaves import dead_leaves
 from lfrefsr.errors import LfrefsrError
 from lfrefsr.training.common import initial_model, save_checkpoint, train_loop
@@ -91,7 +91,7 @@ def train_sisr(config: dict, out: str | Path, *, resume: bool = False, progress:
             hr = torch.cat([hr, random_crops(rng, leaves, leaf_crops, patch * scale)])  # (B, 3, P*s, P*s)
         hr = hr.to(device)
         lr = (protocol.downsample(hr, scale) * 255).round() / 255  # 8-bit LR as stored
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast(device, precision):
             sr = model(lr)
         loss = LOSSES[loss_name](sr.float(), hr)
         with torch.no_grad():

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from lfrefsr import capture, protocol
-from lfrefsr.capability import effective_precision
+from lfrefsr.capability import autocast, effective_precision
 from lfrefsr.correspondence.matchers import get_matcher
 from lfrefsr.methods.flowwarp import FlowWarp
 from lfrefsr.methods.refsr import (
@@ -184,7 +184,7 @@ def train_ssnet(config: dict, out: str | Path, *, resume: bool = False, progress
         if counter["step"] % refresh_every == 0:
             pool.refresh(rng)
         lr_features, refs, bases, hrs = (part.to(device) for part in pool.batch(rng, batch, patch))
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with autocast(device, precision):
             sr, _ = model(lr_features, refs, bases if model.residual else None)
         loss = F.l1_loss(sr.float(), hrs)
         with torch.no_grad():
