@@ -171,8 +171,9 @@ class _ViewPrediction:
     passed through JPEG at ``quality`` and compared with the view as written.
 
     hci-backgammon with noise=3,jpeg=85, the reference warped by the disparity alone, 10 views: 26.44 dB with the
-    plain sweep (luma, every view, 9-px box: its best), 27.03 with this one (RGB, the clean camera's settings; 27.15
-    with the codec's true PSF 0 in place of the codec-free fit's 0.27 LR px); the clean views' disparity gives 27.88."""
+    plain sweep (luma, every view, 9-px box: its best), 27.03 with this one (RGB, the clean camera's settings) at the
+    PSF a fit without the codec reads, 0.27 LR px, and 27.15 at the lens's true 0, which ``capture.fit_jpeg`` finds;
+    the clean views' disparity gives 27.88."""
 
     def __init__(self, ref: torch.Tensor, lrs: torch.Tensor, offsets: torch.Tensor, scale: int, psf: float,
                  quality: int | None, luma: bool):
