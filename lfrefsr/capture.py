@@ -130,7 +130,8 @@ def _fit(hr: torch.Tensor, lr: torch.Tensor, scale: int, psf: float,
 def estimate(hrs: list[torch.Tensor], lrs: list[torch.Tensor], scale: int) -> CaptureEstimate:
     """The LR camera's ``psf``, gain and noise from HR/LR pairs of the same view: float (C, H, W) and (C, h, w)
     images in [0, 1] with ``H = h * scale`` (after the protocol's crop). The ``psf`` is fitted near strong edges
-    (``edge_mask``), the gain and noise on every pixel."""
+    (``edge_mask``), the gain and noise on every pixel; where a JPEG quality is found, the ``psf`` is the one fitted
+    with it (``fit_jpeg``)."""
     hr = torch.stack([protocol.crop_to_multiple(image, scale) for image in hrs]).float()  # (N, C, H, W)
     lr = torch.stack(lrs).float()  # (N, C, h, w)
     if lr.shape[-2:] != (hr.shape[-2] // scale, hr.shape[-1] // scale) or min(lr.shape[-2:]) < 8:
