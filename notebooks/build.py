@@ -234,6 +234,13 @@ from lfrefsr.demo import demo_methods, write_inputs
 
 _, clip_dir = write_inputs(WORK)
 sources = {"embedded": clip_dir}
+if QUICK:  # the test suite: the embedded clip's first 4 frames, keyframes 0 and 3
+    import shutil
+
+    (WORK / "clip-4").mkdir()
+    for frame in sorted(clip_dir.glob("frame_*.png"))[:4]:
+        shutil.copy(frame, WORK / "clip-4" / frame.name)
+    sources["embedded"] = WORK / "clip-4"
 if (DATA / "video" / "sintel-alley_1" / "clean").is_dir():
     sources["alley_1"] = DATA / "video" / "sintel-alley_1" / "clean"
     if QUICK:  # the test suite: the middle 384 x 160 of each frame, a seventh of the pixels

@@ -36,14 +36,14 @@ def test_notebooks_are_what_build_py_writes(tmp_path):
         assert content(tmp_path / name) == content(NOTEBOOKS[0].parent / name), name
 
 
-@pytest.mark.slow  # 20-75 s each on 2 cores: every method over a whole light field or clip
+@pytest.mark.slow  # 20-60 s each on 2 cores: every method over a whole light field or clip
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_runs(path, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
     # on ../shared/data, a 4x4 sub-grid of the light field, one match pair and the middle of alley_1's frames: every
-    # cell runs, in 20-75 s per notebook on 2 cores (the video notebook about 72 s)
+    # cell runs, in 20-75 s per notebook on 2 cores (the video notebook about 55 s)
     monkeypatch.setenv("LFREFSR_NOTEBOOK_QUICK", "1")
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3",
