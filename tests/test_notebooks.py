@@ -42,8 +42,8 @@ def test_notebooks_are_what_build_py_writes(tmp_path):
 def test_notebook_runs(path, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
-    # on ../shared/data, a 4x4 sub-grid of the light field, one match pair and the middle of alley_1's frames: every
-    # cell runs, in 20-60 s per notebook on 2 cores (the video notebook about 55 s)
+    # on ../shared/data, a 4x4 sub-grid of the light field, one match pair, the middle of alley_1's frames and the first
+    # 4 frames of the embedded clip: every cell runs, in 20-60 s per notebook on 2 cores (the video notebook about 55 s)
     monkeypatch.setenv("LFREFSR_NOTEBOOK_QUICK", "1")
     notebook = nbformat.read(path, as_version=4)
     NotebookClient(notebook, timeout=300, kernel_name="python3",
