@@ -66,8 +66,11 @@ NOISY_SWEEP = {"keep": 1.0, "window": 9}
 # whatever the Charbonnier epsilon (x0.25-2), the sweep's box (3-9) or share kept (0.5-1). About 1.2 s per light
 # field of 63 views of 64 x 64. A clean camera's map is left as swept: hci-backgammon clean 28.88 either way,
 # psf=gauss:0.6 28.36 -> 28.39. These figures are with a straight-through gradient through JPEG; with its colour's
-# (protocol.jpeg_with_gradient), noise=3,jpeg=85 27.16, synthetic 28.63 / 33.45 / 28.82.
-DISPARITY_REFINE = {"steps": 40, "smooth": 0.03, "step": 0.05}
+# (protocol.jpeg_with_gradient), noise=3,jpeg=85 27.16, synthetic 28.63 / 33.45 / 28.82. With the lens blur fitted
+# through the codec (capture.fit_jpeg), every view, 40 -> 60 -> 80 steps: hci-backgammon noise=3,jpeg=85 27.284 ->
+# 27.288 -> 27.260, h264=28 24.105 -> 24.413 -> 24.662, noise=3 27.877 -> 27.911; synthetic seeds 0 / 1
+# noise=3,jpeg=85 28.554 / 33.516 -> 28.594 / 33.605 -> 28.610 / 33.618, h264=28 25.622 / 30.299 -> 25.589 / 30.298.
+DISPARITY_REFINE = {"steps": 60, "smooth": 0.03, "step": 0.05}
 
 
 def sweep_settings(noise: float, chroma: float = 1.0, jpeg: int | None = None) -> dict:
