@@ -309,6 +309,30 @@ def test_refsr_back_projects_by_its_lr_camera():
     assert (results[10] - results[0]).abs().max() > 1e-3  # asked for, the steps run
 
 
+def test_noisy_camera_result_is_pulled_towards_the_reference_ss_net_took():
+    """A noisy camera's result moves towards the aligned reference by ``NOISY_REFERENCE_PULL`` times SS-Net's mask
+    M(0), exactly; a clean camera's is not pulled; 0 gives SS-Net's result alone; a pull outside 0-1 is refused."""
+    from lfrefsr.methods.refsr import NOISY_REFERENCE_PULL
+
+    assert get_method("refsr", ccnet_candidates=False).reference_pull == 0.0
+    with pytest.raises(LfrefsrError, match="reference_pull=1.5"):
+        get_method("refsr", reference_pull=1.5)
+    hr = protocol.to_float(make_video(frames=2, size=(64, 64), seed=3)["hr"])  # (2, 3, 64, 64)
+    lr = protocol.downsample(hr[1][None], 8)[0]
+    lr = (lr + 0.02 * torch.randn(lr.shape, generator=torch.Generator().manual_seed(0))).clamp(0, 1)
+    pulled, alone = (get_method("refsr", noise=5.0, ccnet_candidates=False, realign=0, **extra)
+                     for extra in ({}, {"reference_pull": 0}))
+    assert pulled.reference_pull == NOISY_REFERENCE_PULL > 0
+    context = alone.prepare(hr[0])
+    sr_alone, mask = alone.super_resolve_with_mask(lr, context)  # (3, H, W), (1, H, W)
+    warped = alone._align(lr, context, None)["warped"][0]  # (3, H, W)
+    assert 0.05 < float(mask.mean()) < 1.0
+    expected = (sr_alone + NOISY_REFERENCE_PULL * mask * (warped - sr_alone)).clamp(0, 1)
+    inside = (sr_alone > 0) & (sr_alone < 1)  # SS-Net's result is clamped after the pull, not before
+    assert inside.float().mean() > 0.9
+    torch.testing.assert_close(pulled.super_resolve(lr, context)[inside], expected[inside], atol=1e-5, rtol=0)
+
+
 def test_soft_selection_lands_between_estimates_of_one_motion():
     """Two estimates of one motion, 0.3 px either side of it, explain the LR view about equally well: the hard
     choice takes one or the other per pixel, refsr's soft weighing (``SELECT_TEMPERATURE``) lands nearer the

@@ -3,11 +3,13 @@
 The reference is aligned to the target by the flowwarp chain (DIS flow on the equally blurred images, trust map,
 back-projected estimate); SS-Net takes the aligned reference, the estimate and the trust map (``hr_in_channels=7``)
 with the frozen SRResNet + NN LR features and predicts a residual over the estimate, fully convolutionally (tiles with
-a halo bound memory), and a final back-projection makes the result agree with the LR view. CC-Net's part: in a video
-(and wherever no light-field disparity gives candidate flows), its matches, densified from the 8-pixel centre grid,
-and DIS refined from them compete with DIS per LR pixel; they win where the motion is larger than DIS's pyramid
-reaches. Warped by CC-Net's matches alone, the reference scored 1.5-2.3 dB below the DIS warp on hci-backgammon and
-both Sintel folders (the grid is too coarse for the final pixel), so they are candidates, never the only flow.
+a halo bound memory), and a final back-projection makes the result agree with the LR view (for a noisy LR camera,
+instead, the result moves towards the aligned reference where SS-Net took it: ``NOISY_REFERENCE_PULL``). CC-Net's
+part: in a video (and wherever no light-field disparity gives candidate flows), its matches, densified from the
+8-pixel centre grid, and DIS refined from them compete with DIS per LR pixel; they win where the motion is larger than
+DIS's pyramid reaches. Warped by CC-Net's matches alone, the reference scored 1.5-2.3 dB below the DIS warp on
+hci-backgammon and both Sintel folders (the grid is too coarse for the final pixel), so they are candidates, never the
+only flow.
 In a light field run through the pipeline (``lightfield=True``), the reference's disparity is first estimated from all
 LR views at once (``lfrefsr.lightfield``), and each view keeps, per LR pixel, the best of its DIS flow and the flows
 that disparity and its local extremes near depth edges give. In a video, the first result is aligned to the
@@ -52,6 +54,21 @@ from lfrefsr.models.ssnet import GUIDE_CHANNELS
 # projecting onto it brought its noise back (noise=3,jpeg=85, 10 frames or views: -0.08 dB on Sintel alley_1, -0.06
 # seq-0016-0025, -0.04 hci-backgammon).
 BACK_PROJECT = {"protocol": 2, "lens": 10}
+
+# A noisy LR camera's result pulled towards the aligned reference where SS-Net itself took the reference:
+# sr + pull * M(0) * (warped - sr). SS-Net learnt its synthesis from the protocol's clean LR views; a noisy camera's
+# LR features (protocol_view) carry the codec's and the sensor's error, and SS-Net's re-synthesis of what it took from
+# the reference came out below the aligned reference itself (Sintel alley_1 noise=3,jpeg=85, final pass: the warp
+# 31.23 dB, SS-Net's result 31.15). refsr, RGB PSNR, every view or frame, --degrade noise=3,jpeg=85, pull 0 / 0.5 /
+# 0.75 / 1: hci-backgammon 27.288 / 27.350 / 27.371 / 27.384, alley_1 clean 31.147 / 31.298 / 31.307 / 31.304, final
+# 35.434 / 35.795 / 35.924 / 35.938, seq-0016-0025 29.687 / 29.805 / 29.783 / 29.760, synthetic 8x8 light fields
+# (make_lightfield seeds 0, 1) 28.594 / 28.648 / 28.617 / 28.547 and 33.605 / 33.782 / 33.811 / 33.792 (mean 30.959 /
+# 31.113 / 31.136 / 31.121). At 0.75, alley_1 / seq / hci-backgammon: jpeg=85 31.348 -> 31.482, 29.870 -> 29.988,
+# 27.311 -> 27.397; h264=28 25.785 -> 26.186, 24.767 -> 25.021, 24.413 -> 24.375; noise=3 32.134 -> 32.191,
+# 30.668 -> 30.638. Pulled everywhere alike (0.5), not by M(0), the synthetic light fields lost (27.857 and 33.238),
+# their warp being wrong at occlusions; weighed by the alignment's trust instead of M(0), seed 0 still lost (28.489).
+# A clean or lens-blurred camera's result is back-projected onto its LR view instead (BACK_PROJECT) and not pulled.
+NOISY_REFERENCE_PULL = 0.75
 
 
 # Where no light-field disparity gives candidate flows (video, --per-view) and the LR camera is not noisy, DIS at
@@ -225,6 +242,9 @@ class RefSROptions(SynthesisOptions, CameraOptions):
     back_project: int | None = option(None, "Back-projection steps after SS-Net [default: BACK_PROJECT's rule: 2 "
                                             "for the protocol's LR camera, 10 for a lens blur (psf); none for a "
                                             "noisy camera]")
+    reference_pull: float | None = option(None, "Share by which the result moves towards the aligned reference where "
+                                                "SS-Net took the reference (its M(0)) [default: NOISY_REFERENCE_PULL, "
+                                                "0.75, for a noisy LR camera, else 0]")
     realign: int | None = option(None, "Re-alignment passes: the result aligned to the reference again (DIS, HR "
                                        "against HR), those flows candidates of one more synthesis [default: 1 where no "
                                        "light-field disparity gives the flows (video, --per-view), else 0]")
@@ -271,6 +291,11 @@ class RefSR(Method):
         if self.jpeg is not None and not 1 <= self.jpeg <= 100:
             raise LfrefsrError(f"jpeg={self.jpeg}: a JPEG quality is from 1 to 100")
         self.back_project_steps = back_project_steps(chosen.back_project, BACK_PROJECT, self.psf, self.noise)
+        self.reference_pull = chosen.reference_pull
+        if self.reference_pull is None:
+            self.reference_pull = NOISY_REFERENCE_PULL if noisy(self.noise) else 0.0
+        if not 0.0 <= self.reference_pull <= 1.0:
+            raise LfrefsrError(f"reference_pull={self.reference_pull}: the pull is a share from 0 to 1")
         self.realign = chosen.realign
         if self.realign is not None and self.realign < 0:
             raise LfrefsrError(f"realign={self.realign}: the re-alignment passes are 0 or more")
@@ -372,17 +397,20 @@ class RefSR(Method):
             return self.synthesis.lr_features(seen)[0]
 
     def _synthesis_pass(self, lr: torch.Tensor, aligned: dict, lr_features: torch.Tensor):
-        """SS-Net on one (fused) alignment and the LR features, then the back-projection."""
+        """SS-Net on one (fused) alignment and the LR features, then the pull towards the aligned reference
+        (``reference_pull``) and the back-projection."""
         from lfrefsr.synthesis import synthesize_image
 
         guide = flow_guide(aligned)  # (7, H, W)
         with self.synthesis.autocast():
             sr, mask = synthesize_image(self.synthesis.ssnet, lr_features, guide, aligned["result"][0],
                                         scale=self.scale, tile=self.options.tile)
-        sr = sr.float()
+        sr, mask = sr.float(), mask.float()  # (3, H, W), (1, H, W)
+        if self.reference_pull:
+            sr = sr + self.reference_pull * mask * (aligned["warped"][0].float() - sr)
         if self.back_project_steps:
             sr = back_project(sr[None], lr[None], self.scale, self.back_project_steps, self.psf, self.noise)[0]
-        return sr.clamp(0.0, 1.0), mask.float(), aligned["weight"][0].float()
+        return sr.clamp(0.0, 1.0), mask, aligned["weight"][0].float()
 
     def super_resolve(self, lr: torch.Tensor, context: FlowContext, hint: ViewHint | None = None) -> torch.Tensor:
         return self.super_resolve_with_mask(lr, context, hint)[0]
